@@ -1,0 +1,134 @@
+"""Typed run configs from YAML, with key=value overrides from the command line."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pixelwise.errors import PixelwiseError
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are checked at load."""
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    name: str = "fashion_mnist"          # fashion_mnist | folder (more in pixelwise.data.build_dataset)
+    root: str | None = None              # --data-dir: where the files are
+    val_root: str | None = None          # folder datasets: a separate validation folder
+    train_limit: int | None = Field(None, ge=1)  # keep the first N training items (quick runs)
+    test_limit: int | None = Field(None, ge=1)
+    image_size: int | None = Field(None, ge=8)   # folder datasets resize to this
+    channels: int = Field(1, ge=1, le=3)
+    augment: Literal["none", "crop_flip"] = "none"
+    workers: int = Field(0, ge=0)
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    backbone_lr_mult: float = Field(1.0, ge=0)  # learning rate of model.backbone relative to lr
+
+
+class ScheduleConfig(Section):
+    name: Literal["constant", "cosine", "onecycle", "step"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    step_size: int = Field(1000, ge=1)   # 'step': multiply by gamma every step_size steps
+    gamma: float = Field(0.1, gt=0)
+    final_lr_frac: float = Field(0.0, ge=0)
+
+
+class TrainConfig(Section):
+    name: str = "run"
+    model: str = "cnn"
+    model_kwargs: dict[str, Any] = {}
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    epochs: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1)   # stop after this many steps (overrides epochs)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    seed: int = 0
+    threads: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    out_dir: str | None = None                  # default runs/{name}
+    checkpoint_every: int = Field(500, ge=1)    # steps between resumable checkpoints
+    eval_every_epoch: bool = True
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir or f"runs/{self.name}")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """['optim.lr=0.1', 'epochs=3'] -> nested dict; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise PixelwiseError(f"override {pair!r} is not key=value (e.g. optim.lr=0.1)")
+        key, value = pair.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value) if value else None
+    return out
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for k, v in extra.items():
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def build_config(raw: dict, source: str = "config", cls: type[Section] = TrainConfig) -> Section:
+    """Validate a nested dict; errors name the source, the dotted key and the offending value."""
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            known = _known_keys(cls, err["loc"][:-1])
+            hint = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(known)}"
+            raise PixelwiseError(f"{source}: unknown config key {key!r}{extra}") from None
+        raise PixelwiseError(
+            f"{source}: config key {key!r}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def _known_keys(cls: type[BaseModel], loc: tuple) -> list[str]:
+    for part in loc:
+        field = cls.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        cls = field.annotation
+    return sorted(cls.model_fields)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), cls: type[Section] = TrainConfig):
+    """Read a YAML config (or start from defaults when `path` is None) and apply key=value overrides."""
+    raw: dict = {}
+    source = "overrides"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise PixelwiseError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise PixelwiseError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise PixelwiseError(f"{path}: expected a mapping of keys at the top, got {type(raw).__name__}")
+    return build_config(_merge(raw, parse_overrides(list(overrides))), source, cls)

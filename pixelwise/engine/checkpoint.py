@@ -1,0 +1,82 @@
+"""Checkpoints written atomically and read without unpickling code; final weights as safetensors."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from pixelwise.errors import PixelwiseError
+
+WEIGHTS, CONFIG, RESUME = "model.safetensors", "config.json", "last.ckpt"
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call `write(tmp_path)`, fsync, then rename over `path`: a crash leaves the old file whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=str) + "\n"))
+
+
+def save_resume_state(path: str | Path, state: dict) -> None:
+    """State of tensors, numbers and strings only, so that it loads with weights_only=True."""
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_resume_state(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise PixelwiseError(f"{path}: no checkpoint to resume from")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise PixelwiseError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from e
+
+
+def save_weights(model: nn.Module, run_dir: str | Path, config: dict) -> None:
+    """model.safetensors and config.json (model name and kwargs, class names) in `run_dir`."""
+    run_dir = Path(run_dir)
+    state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
+    atomic_write(run_dir / WEIGHTS, lambda tmp: save_file(state, tmp))
+    write_json(run_dir / CONFIG, config)
+
+
+def read_run(run: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The config.json and weights of a run folder (or of a .safetensors file beside its config.json)."""
+    run = Path(run)
+    folder = run.parent if run.suffix == ".safetensors" else run
+    weights = run if run.suffix == ".safetensors" else run / WEIGHTS
+    if not (folder / CONFIG).is_file():
+        raise PixelwiseError(f"{folder}: not a run folder (no {CONFIG}); pass the folder `pixelwise train` wrote")
+    if not weights.is_file():
+        raise PixelwiseError(f"{weights}: no weights; the run may not have finished (resume it with --resume)")
+    try:
+        config = json.loads((folder / CONFIG).read_text())
+        return config, load_file(str(weights))
+    except Exception as e:
+        raise PixelwiseError(f"{folder}: unreadable run files ({type(e).__name__}: {e})") from e
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel or torch.compile wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model

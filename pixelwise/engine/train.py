@@ -1,0 +1,256 @@
+"""The training engine shared by every task: one loop, readable top to bottom.
+
+Resumable at any step: the data order, augmentation and dropout are functions of (seed, step), and
+the checkpoint holds model, optimizer and step, so a resumed run equals an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from pixelwise.config import TrainConfig
+from pixelwise.data import build_dataset
+from pixelwise.engine import distributed as dist
+from pixelwise.engine.checkpoint import (RESUME, load_resume_state, save_resume_state, save_weights,
+                                         unwrap, write_json)
+from pixelwise.engine.evaluate import evaluate_classifier
+from pixelwise.errors import PixelwiseError
+from pixelwise.models import create_model
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PixelwiseError("device: 'cuda' asked for but no CUDA GPU is available; use device=cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist.world()[1] > 1:
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device(name)
+
+
+def lr_factor(step: int, total: int, cfg) -> float:
+    """Multiplier of the base learning rate at `step` of `total` (cfg: ScheduleConfig)."""
+    warm = cfg.warmup_steps if cfg.name != "onecycle" else (cfg.warmup_steps or int(0.3 * total))
+    if step < warm:
+        start = 1 / 25 if cfg.name == "onecycle" else 0.0
+        return start + (1 - start) * (step + 1) / warm
+    if cfg.name == "constant":
+        return 1.0
+    if cfg.name == "step":
+        return cfg.gamma ** ((step - warm) // cfg.step_size)
+    t = (step - warm) / max(1, total - warm)
+    return cfg.final_lr_frac + (1 - cfg.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def param_groups(model: nn.Module, cfg) -> list[dict]:
+    """No weight decay on biases and norm scales; `model.backbone` (if any) at lr * backbone_lr_mult."""
+    backbone = getattr(model, "backbone", None)
+    in_backbone = {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
+    groups: dict[tuple, list] = {}
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        key = (id(p) in in_backbone, p.ndim <= 1)
+        groups.setdefault(key, []).append(p)
+    return [{"params": ps, "lr": cfg.lr * (cfg.backbone_lr_mult if bb else 1.0),
+             "weight_decay": 0.0 if no_decay else cfg.weight_decay}
+            for (bb, no_decay), ps in sorted(groups.items())]
+
+
+def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    if cfg.name == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def epoch_indices(n: int, seed: int, epoch: int, rank: int, world_size: int) -> torch.Tensor:
+    """This rank's share of a permutation that depends only on (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    per_rank = n // world_size
+    return perm[rank * per_rank:(rank + 1) * per_rank]
+
+
+def augment_batch(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
+    """Batched augmentation drawn from `gen`: 'crop_flip' = random 4-pixel-padded crop and h-flip."""
+    if kind == "none":
+        return x
+    n, _, h, w = x.shape
+    pad = 4
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)           # (n, h)
+    cols = (dx[:, None] + torch.arange(w)[None])
+    cols = torch.where(flip[:, None], cols.flip(1), cols).to(x.device)  # (n, w)
+    idx_n = torch.arange(n, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+@contextmanager
+def stop_signals():
+    """Turn SIGINT/SIGTERM into a flag the loop checks, so it can save before exiting."""
+    flag = {"stop": None}
+    handlers = {}
+
+    def handler(signum, frame):
+        flag["stop"] = signal.Signals(signum).name
+
+    try:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            handlers[s] = signal.signal(s, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
+    try:
+        yield flag
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+
+
+def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
+          progress: bool = True) -> dict:
+    """Train `cfg.model` on `cfg.data`; write weights, metrics and figures to `cfg.run_dir`.
+
+    resume: continue from run_dir/last.ckpt. stop_after: stop (as an interruption would, saving a
+    checkpoint) after this many steps of this call. Returns the summary also written to summary.json.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    dist.init_from_env(device)
+    device = pick_device(cfg.device)
+    rank, world_size = dist.world()
+    lead = rank == 0
+    run_dir = cfg.run_dir
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+
+    train_ds, test_ds = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
+    classes = list(train_ds.classes)
+    model_kwargs = {"num_classes": len(classes), **cfg.model_kwargs}
+    model = create_model(cfg.model, **model_kwargs).to(device)
+    optimizer = build_optimizer(model, cfg.optim)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+
+    per_rank = len(train_ds) // world_size
+    steps_per_epoch = per_rank // cfg.batch_size if per_rank >= cfg.batch_size else 1
+    if per_rank == 0:
+        raise PixelwiseError(f"data: {len(train_ds)} training items cannot be shared by {world_size} processes")
+    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    step, history = 0, []
+    ckpt_path = run_dir / RESUME
+    if resume:
+        state = load_resume_state(ckpt_path)
+        if state["steps_per_epoch"] != steps_per_epoch or state["total"] != total:
+            raise PixelwiseError(
+                f"{ckpt_path}: was written with {state['total']} steps of {state['steps_per_epoch']} per "
+                f"epoch, this config gives {total} of {steps_per_epoch}; resume with the same config")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        history = [dict(zip(state["history_keys"], row.tolist())) for row in state["history"]]
+
+    ddp_model = model
+    if world_size > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    model_config = {"model": cfg.model, "model_kwargs": model_kwargs, "classes": classes,
+                    "task": "classification", "train_config": cfg.model_dump()}
+
+    def checkpoint() -> None:
+        if lead:
+            keys = sorted({k for h in history for k in h})
+            rows = torch.tensor([[float(h.get(k, float("nan"))) for k in keys] for h in history], dtype=torch.float64)
+            save_resume_state(ckpt_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "steps_per_epoch": steps_per_epoch, "total": total,
+                "history_keys": keys, "history": rows.reshape(len(history), len(keys))})
+
+    status, started, ran, last_eval = "finished", time.perf_counter(), 0, {}
+    bar = tqdm(total=total, initial=step, desc=cfg.name, disable=not (progress and lead) or None, dynamic_ncols=True)
+    with stop_signals() as flag:
+        while step < total:
+            epoch, pos = divmod(step, steps_per_epoch)
+            idx = epoch_indices(len(train_ds), cfg.seed, epoch, rank, world_size)
+            batches = idx[pos * cfg.batch_size:steps_per_epoch * cfg.batch_size].split(cfg.batch_size)
+            loader = DataLoader(train_ds, batch_sampler=[b.tolist() for b in batches],
+                                num_workers=cfg.data.workers,
+                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            ddp_model.train()
+            for x, y in loader:
+                # Every random draw of a step (augmentation, dropout) is a function of (seed, step, rank).
+                step_seed = cfg.seed * 1_000_003 + step * world_size + rank
+                torch.manual_seed(step_seed)
+                gen = torch.Generator().manual_seed(step_seed)
+                x = augment_batch(x.to(device), cfg.data.augment, gen)
+                y = torch.as_tensor(y).to(device)
+                factor = lr_factor(step, total, cfg.schedule)
+                for g, base in zip(optimizer.param_groups, base_lrs):
+                    g["lr"] = base * factor
+                loss = criterion(ddp_model(x), y)
+                flags = dist.all_reduce_sum(torch.tensor(
+                    [float(not torch.isfinite(loss)), float(flag["stop"] is not None)]))
+                if flags[0] > 0:
+                    raise PixelwiseError(
+                        f"step {step}: the loss is not finite ({loss.item()}); training stopped. "
+                        f"Lower optim.lr (now {cfg.optim.lr}) or check the data; the last good "
+                        f"checkpoint is {ckpt_path if ckpt_path.exists() else 'not written yet'}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                ran += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.3g}")
+                if flags[1] > 0 or (stop_after is not None and ran >= stop_after):
+                    status = f"interrupted ({flag['stop']})" if flag["stop"] else "stopped"
+                    break
+                if step % cfg.checkpoint_every == 0:
+                    checkpoint()
+                if step >= total:
+                    break
+            if status != "finished":
+                break
+            end_of_epoch = step % steps_per_epoch == 0 or step >= total
+            if end_of_epoch and lead and (cfg.eval_every_epoch or step >= total):
+                meter = last_eval[step] = evaluate_classifier(model, test_ds, len(classes), device, cfg.eval_batch_size,
+                                            progress=progress)
+                history.append({"epoch": math.ceil(step / steps_per_epoch), "step": step,
+                                "train_loss": loss.item(), **{f"test_{k}": v for k, v in meter.summary().items()}})
+                tqdm.write(f"epoch {history[-1]['epoch']}: " + ", ".join(
+                    f"{k} {v:.4f}" for k, v in history[-1].items() if k.startswith("test_")))
+            checkpoint()
+    bar.close()
+    checkpoint()
+    summary = {"status": status, "step": step, "total_steps": total, "run_dir": str(run_dir),
+               "train_seconds": time.perf_counter() - started, "history": history}
+    if lead:
+        save_weights(model, run_dir, model_config)
+        if status == "finished":
+            meter = last_eval.get(step) or evaluate_classifier(
+                model, test_ds, len(classes), device, cfg.eval_batch_size, progress=progress)
+            summary.update(finish_run(meter, classes, run_dir))
+        write_json(run_dir / "summary.json", summary)
+    dist.shutdown()
+    return summary
+
+
+def finish_run(meter, classes: list[str], run_dir: Path) -> dict:
+    """Write the final confusion matrix (JSON and PNG); return the final test metrics."""
+    from pixelwise.viz.figures import plot_confusion_matrix
+    write_json(run_dir / "confusion_matrix.json", {"classes": classes, "matrix": meter.cm.tolist()})
+    plot_confusion_matrix(meter.cm, classes, run_dir / "confusion_matrix.png")
+    return {"test": meter.summary()}

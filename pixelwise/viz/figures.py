@@ -1,0 +1,59 @@
+"""Figures people look at instead of reading numbers: confusion matrices, curves."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def plot_confusion_matrix(cm: torch.Tensor | np.ndarray, classes: Sequence[str], path: str | Path,
+                          title: str = "confusion matrix (rows: true, normalized)") -> Path:
+    """Row-normalized confusion matrix with counts; saved as PNG."""
+    cm = np.asarray(cm, dtype=np.float64)
+    rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    k = len(classes)
+    size = max(5.0, 0.5 * k + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    im = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), classes, rotation=45, ha="right")
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{rows[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if rows[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path,
+                xlabel: str, ylabel: str, title: str = "") -> Path:
+    """Line plot of named (x, y) series; saved as PNG."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (x, y) in series.items():
+        ax.plot(x, y, label=name, marker="o" if len(x) < 30 else None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
