@@ -6,14 +6,15 @@ Bad input ends with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
 from pathlib import Path
 
 from pixelwise.errors import PixelwiseError
 
 
-def _json_out(args, obj: dict) -> None:
+def json_output(args, obj: dict) -> None:
+    """Write a command's results to --json PATH when given (commands in other modules call this too)."""
     if getattr(args, "json", None):
         from pixelwise.engine.checkpoint import write_json
         write_json(args.json, obj)
@@ -31,7 +32,7 @@ def cmd_train(args) -> int:
     print(f"{summary['status']} at step {summary['step']}/{summary['total_steps']} in "
           f"{summary['train_seconds']:.1f} s; run folder {summary['run_dir']}"
           + (f"; test top-1 {test['top1']:.4f}, top-5 {test['top5']:.4f}" if test else ""))
-    _json_out(args, summary)
+    json_output(args, summary)
     return 0 if summary["status"] == "finished" else 130
 
 
@@ -40,7 +41,7 @@ def cmd_eval(args) -> int:
     result = evaluate_run(args.checkpoint, split=args.split, data_dir=args.data_dir,
                           out_dir=args.out, progress=not args.quiet)
     print(result["text"])
-    _json_out(args, result["metrics"])
+    json_output(args, result["metrics"])
     return 0
 
 
@@ -56,8 +57,12 @@ def cmd_predict(args) -> int:
             print(f"  {c['probability']:7.2%}  {c['class']}")
         for k, v in r.get("files", {}).items():
             print(f"  {k}: {v}")
-    _json_out(args, {"predictions": results})
+    json_output(args, {"predictions": results})
     return 0
+
+
+# Modules that add their own commands with `add_commands(subparsers)`; they import heavy things lazily.
+COMMAND_MODULES = ("pixelwise.attacks.cli", "pixelwise.bench.cli", "pixelwise.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="predictions", help="folder for overlays (segmentation)")
     r.set_defaults(func=cmd_predict)
 
-    for s in (t, e, r):
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
+    for s in sub.choices.values():
         s.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
         s.add_argument("--quiet", action="store_true", help="no progress bars")
     return p

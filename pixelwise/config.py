@@ -45,6 +45,16 @@ class ScheduleConfig(Section):
     final_lr_frac: float = Field(0.0, ge=0)
 
 
+class AdversarialConfig(Section):
+    """Adversarial training: each batch is replaced by attacked images (pixelwise.attacks)."""
+    method: Literal["none", "fgsm", "pgd"] = "none"   # fgsm = fast FGSM with random start
+    norm: Literal["linf", "l2"] = "linf"
+    eps: float = Field(8 / 255, ge=0)
+    alpha: float | None = Field(None, gt=0)            # step size; default per method
+    steps: int = Field(7, ge=1)
+    random_start: bool = True
+
+
 class TrainConfig(Section):
     name: str = "run"
     model: str = "cnn"
@@ -52,6 +62,7 @@ class TrainConfig(Section):
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    adversarial: AdversarialConfig = AdversarialConfig()
     epochs: int = Field(1, ge=1)
     max_steps: int | None = Field(None, ge=1)   # stop after this many steps (overrides epochs)
     batch_size: int = Field(128, ge=1)

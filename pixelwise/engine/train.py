@@ -9,12 +9,10 @@ import math
 import signal
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from pixelwise.config import TrainConfig
@@ -22,9 +20,9 @@ from pixelwise.data import build_dataset
 from pixelwise.engine import distributed as dist
 from pixelwise.engine.checkpoint import (RESUME, load_resume_state, save_resume_state, save_weights,
                                          unwrap, write_json)
-from pixelwise.engine.evaluate import evaluate_classifier
+from pixelwise.engine.tasks import compute_loss, evaluate, prepare_batch, write_report
 from pixelwise.errors import PixelwiseError
-from pixelwise.models import create_model
+from pixelwise.models import create_model, model_task
 
 
 def pick_device(name: str) -> torch.device:
@@ -83,23 +81,6 @@ def epoch_indices(n: int, seed: int, epoch: int, rank: int, world_size: int) -> 
     return perm[rank * per_rank:(rank + 1) * per_rank]
 
 
-def augment_batch(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
-    """Batched augmentation drawn from `gen`: 'crop_flip' = random 4-pixel-padded crop and h-flip."""
-    if kind == "none":
-        return x
-    n, _, h, w = x.shape
-    pad = 4
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    flip = torch.rand(n, generator=gen) < 0.5
-    rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)           # (n, h)
-    cols = (dx[:, None] + torch.arange(w)[None])
-    cols = torch.where(flip[:, None], cols.flip(1), cols).to(x.device)  # (n, w)
-    idx_n = torch.arange(n, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-
-
 @contextmanager
 def stop_signals():
     """Turn SIGINT/SIGTERM into a flag the loop checks, so it can save before exiting."""
@@ -140,6 +121,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
 
     train_ds, test_ds = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
     classes = list(train_ds.classes)
+    task = model_task(cfg.model)
     model_kwargs = {"num_classes": len(classes), **cfg.model_kwargs}
     model = create_model(cfg.model, **model_kwargs).to(device)
     optimizer = build_optimizer(model, cfg.optim)
@@ -166,9 +148,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     ddp_model = model
     if world_size > 1:
         ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     model_config = {"model": cfg.model, "model_kwargs": model_kwargs, "classes": classes,
-                    "task": "classification", "train_config": cfg.model_dump()}
+                    "task": task, "train_config": cfg.model_dump()}
 
     def checkpoint() -> None:
         if lead:
@@ -190,17 +171,20 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                                 num_workers=cfg.data.workers,
                                 generator=torch.Generator().manual_seed(cfg.seed + epoch))
             ddp_model.train()
-            for x, y in loader:
+            for batch in loader:
                 # Every random draw of a step (augmentation, dropout) is a function of (seed, step, rank).
                 step_seed = cfg.seed * 1_000_003 + step * world_size + rank
                 torch.manual_seed(step_seed)
                 gen = torch.Generator().manual_seed(step_seed)
-                x = augment_batch(x.to(device), cfg.data.augment, gen)
-                y = torch.as_tensor(y).to(device)
+                x, y = prepare_batch(batch, cfg, task, device, gen)
+                if cfg.adversarial.method != "none":
+                    from pixelwise.attacks.training import adversarial_batch
+                    x = adversarial_batch(ddp_model, x, y, cfg.adversarial,
+                                          lambda out, t: compute_loss(out, t, cfg, task), gen)
                 factor = lr_factor(step, total, cfg.schedule)
                 for g, base in zip(optimizer.param_groups, base_lrs):
                     g["lr"] = base * factor
-                loss = criterion(ddp_model(x), y)
+                loss = compute_loss(ddp_model(x), y, cfg, task)
                 flags = dist.all_reduce_sum(torch.tensor(
                     [float(not torch.isfinite(loss)), float(flag["stop"] is not None)]))
                 if flags[0] > 0:
@@ -226,8 +210,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 break
             end_of_epoch = step % steps_per_epoch == 0 or step >= total
             if end_of_epoch and lead and (cfg.eval_every_epoch or step >= total):
-                meter = last_eval[step] = evaluate_classifier(model, test_ds, len(classes), device, cfg.eval_batch_size,
-                                            progress=progress)
+                meter = last_eval[step] = evaluate(model, test_ds, cfg, task, len(classes), device, progress)
                 history.append({"epoch": math.ceil(step / steps_per_epoch), "step": step,
                                 "train_loss": loss.item(), **{f"test_{k}": v for k, v in meter.summary().items()}})
                 tqdm.write(f"epoch {history[-1]['epoch']}: " + ", ".join(
@@ -240,17 +223,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     if lead:
         save_weights(model, run_dir, model_config)
         if status == "finished":
-            meter = last_eval.get(step) or evaluate_classifier(
-                model, test_ds, len(classes), device, cfg.eval_batch_size, progress=progress)
-            summary.update(finish_run(meter, classes, run_dir))
+            meter = last_eval.get(step) or evaluate(model, test_ds, cfg, task, len(classes), device, progress)
+            summary["test"] = write_report(meter, classes, run_dir, task)
         write_json(run_dir / "summary.json", summary)
     dist.shutdown()
     return summary
-
-
-def finish_run(meter, classes: list[str], run_dir: Path) -> dict:
-    """Write the final confusion matrix (JSON and PNG); return the final test metrics."""
-    from pixelwise.viz.figures import plot_confusion_matrix
-    write_json(run_dir / "confusion_matrix.json", {"classes": classes, "matrix": meter.cm.tolist()})
-    plot_confusion_matrix(meter.cm, classes, run_dir / "confusion_matrix.png")
-    return {"test": meter.summary()}
