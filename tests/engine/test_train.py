@@ -1,0 +1,141 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pixelwise.config import load_config
+from pixelwise.engine.checkpoint import load_resume_state
+from pixelwise.engine.train import lr_factor, train
+from pixelwise.errors import PixelwiseError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_config(data_dir, out_dir, *overrides):
+    return load_config(None, [
+        "name=tiny", "model=cnn", "model_kwargs={width: 4, hidden: 16}", f"data.root={data_dir}",
+        "data.augment=crop_flip", "batch_size=32", "epochs=2", "optim.lr=0.05", "schedule.name=cosine",
+        "checkpoint_every=5", f"out_dir={out_dir}", "eval_batch_size=256", *overrides])
+
+
+def weights(run_dir):
+    return load_file(str(Path(run_dir) / "model.safetensors"))
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_resume_equals_uninterrupted(fake_fmnist, tmp_path):
+    # 512 items / 32 = 16 steps per epoch, 32 in all; stop at 21 (mid-epoch, between checkpoints).
+    full = train(tiny_config(fake_fmnist, tmp_path / "full"), progress=False)
+    assert full["status"] == "finished" and full["step"] == 32
+    part = train(tiny_config(fake_fmnist, tmp_path / "part"), stop_after=21, progress=False)
+    assert part["status"] == "stopped" and part["step"] == 21
+    assert load_resume_state(tmp_path / "part" / "last.ckpt")["step"] == 21
+    rest = train(tiny_config(fake_fmnist, tmp_path / "part"), resume=True, progress=False)
+    assert rest["status"] == "finished" and rest["step"] == 32
+    assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
+    assert rest["history"][-1]["test_top1"] == full["history"][-1]["test_top1"]
+
+
+def test_same_seed_same_weights_other_seed_differs(fake_fmnist, tmp_path):
+    a = train(tiny_config(fake_fmnist, tmp_path / "a", "max_steps=6"), progress=False)
+    b = train(tiny_config(fake_fmnist, tmp_path / "b", "max_steps=6"), progress=False)
+    c = train(tiny_config(fake_fmnist, tmp_path / "c", "max_steps=6", "seed=1"), progress=False)
+    assert a["step"] == b["step"] == 6
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    wa, wc = weights(tmp_path / "a"), weights(tmp_path / "c")
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_training_learns_and_writes_run_files(fake_fmnist, tmp_path):
+    s = train(tiny_config(fake_fmnist, tmp_path / "r", "epochs=3", "model=linear", "model_kwargs={}",
+                          "data.augment=none", "optim.name=adam", "optim.lr=0.01"), progress=False)
+    assert s["test"]["top1"] > 0.9  # the bands are linearly separable (shifting crops would mix them)
+    run = tmp_path / "r"
+    for f in ("model.safetensors", "config.json", "last.ckpt", "summary.json",
+              "confusion_matrix.json", "confusion_matrix.png"):
+        assert (run / f).is_file(), f
+    cm = json.loads((run / "confusion_matrix.json").read_text())["matrix"]
+    assert sum(map(sum, cm)) == 256
+    # Resumable checkpoints load without unpickling code.
+    state = torch.load(run / "last.ckpt", weights_only=True)
+    assert state["step"] == 48 and "optimizer" in state
+
+
+def test_nonfinite_loss_stops_with_clear_error(fake_fmnist, tmp_path):
+    cfg = tiny_config(fake_fmnist, tmp_path / "nan", "model=linear", "model_kwargs={}", "optim.lr=1e30",
+                      "optim.momentum=0", "schedule.name=constant")
+    with pytest.raises(PixelwiseError, match=r"step \d+: the loss is not finite.*optim.lr"):
+        train(cfg, progress=False)
+
+
+def test_resume_with_other_config_is_refused(fake_fmnist, tmp_path):
+    train(tiny_config(fake_fmnist, tmp_path / "r"), stop_after=3, progress=False)
+    with pytest.raises(PixelwiseError, match="resume with the same config"):
+        train(tiny_config(fake_fmnist, tmp_path / "r", "epochs=5"), resume=True, progress=False)
+    with pytest.raises(PixelwiseError, match="no checkpoint to resume from"):
+        train(tiny_config(fake_fmnist, tmp_path / "none"), resume=True, progress=False)
+
+
+def test_lr_schedules():
+    from pixelwise.config import ScheduleConfig
+    cos = ScheduleConfig(name="cosine")
+    assert lr_factor(0, 100, cos) == 1.0 and abs(lr_factor(50, 100, cos) - 0.5) < 1e-9
+    one = ScheduleConfig(name="onecycle")
+    assert lr_factor(0, 100, one) < 0.1 and abs(lr_factor(29, 100, one) - 1.0) < 1e-9 and lr_factor(99, 100, one) < 0.01
+    step = ScheduleConfig(name="step", step_size=10, gamma=0.5)
+    assert lr_factor(25, 100, step) == 0.25
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def test_sigint_saves_checkpoint_then_resume_finishes(fake_fmnist, tmp_path):
+    out = tmp_path / "sig"
+    (tmp_path / "empty.yaml").write_text("{}\n")
+    cmd = [sys.executable, "-m", "pixelwise.cli", "train", "--quiet", str(tmp_path / "empty.yaml"),
+           "name=sig", "model=cnn", "model_kwargs={width: 8, hidden: 32}", f"data.root={fake_fmnist}",
+           "epochs=400", "batch_size=16", "checkpoint_every=100000", f"out_dir={out}"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "last.ckpt").exists() and time.time() < deadline:  # written after epoch 1
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted (SIGINT)" in stdout
+    step = load_resume_state(out / "last.ckpt")["step"]
+    assert 32 <= step < 400 * 32
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted (SIGINT)" and summary["step"] == step
+
+
+@pytest.mark.timeout(240)
+def test_torchrun_two_processes_on_cpu(fake_fmnist, tmp_path):
+    out = tmp_path / "ddp"
+    (tmp_path / "empty.yaml").write_text("{}\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "pixelwise.cli", "train", "--quiet", str(tmp_path / "empty.yaml"), "--json", str(tmp_path / "s.json"),
+           "name=ddp", "model=linear", f"data.root={fake_fmnist}", "epochs=3", "batch_size=32",
+           "optim.name=adam", "optim.lr=0.01", f"out_dir={out}"]
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads((tmp_path / "s.json").read_text())
+    # 512 items over 2 processes of batch 32: 8 steps per epoch.
+    assert s["status"] == "finished" and s["total_steps"] == 24
+    assert s["test"]["top1"] > 0.9
