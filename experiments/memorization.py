@@ -35,7 +35,7 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "results" / "memorization"))
     args = p.parse_args()
     if args.quick:
-        args.train_size, args.epochs = 256, 3
+        args.train_size, args.epochs = 256, 2
     out = __import__("pathlib").Path(args.out)
     rows, curves_train, curves_test = [], {}, {}
     for frac in (float(f) for f in args.noise.split(",")):
