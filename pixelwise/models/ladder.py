@@ -1,1 +1,124 @@
-"""(to be written)"""
+"""Ladder-style DenseNet (Kreso, Krapac, Segvic: "Ladder-style DenseNets for Semantic Segmentation of
+Large Natural Images", ICCV-W 2017; "Efficient Ladder-style DenseNets for Semantic Segmentation of Large
+Images", T-ITS 2020).
+
+DenseNet-121 whose third dense block is split in halves by 2x2 average pooling, so that the deepest
+features lie at stride 64 and see a large context; spatial pyramid pooling on them; a ladder of
+upsampling steps (1x1 lateral projection of each skip, added to the upsampled path, 3x3 blend) back to
+stride 4, with widths 4f -> 2f, 2f, f, f (f = num_features = 128: the authors' 256, 256, 128, 128);
+a 1x1 classifier and bilinear upsampling to the input size. Memory-efficient training is timm's
+checkpointed dense layers (only the concatenated inputs are kept) plus checkpointed ladder steps.
+Difference to the authors' code: plain (not residual) upsampling steps, and timm's final BN-ReLU
+(norm5) is kept before the SPP.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import FeatureInfo
+
+from pixelwise.models.backbones import Pretrained, channel_stats, create_timm_model
+from pixelwise.models.checkpointing import set_grad_checkpointing
+from pixelwise.models.layers import LadderDecoder, resize_outputs
+from pixelwise.models.normalize import Normalize
+from pixelwise.models.registry import register_model
+
+
+class SplitDenseNet(nn.Module):
+    """A timm DenseNet on [0, 1] images, its dense block `split_block` split in halves by pooling.
+
+    Returns five maps: the outputs of dense blocks 1 and 2 (strides 4, 8), both halves of the split
+    block (strides 16, 32) and the final features (stride 64); `.feature_info` gives channels and strides.
+    """
+
+    def __init__(self, name: str = "densenet121", pretrained: Pretrained = False, in_chans: int = 3,
+                 split_block: int = 3):
+        super().__init__()
+        self.body = create_timm_model(name, pretrained=pretrained, in_chans=in_chans)
+        cfg = getattr(self.body, "pretrained_cfg", None) or {}
+        self.normalize = Normalize(*channel_stats(cfg.get("mean", IMAGENET_DEFAULT_MEAN),
+                                                  cfg.get("std", IMAGENET_DEFAULT_STD), in_chans))
+        self.split_block = split_block
+        info, stride = [], 4
+        for i in range(1, 5):
+            layers = list(getattr(self.body.features, f"denseblock{i}").values())
+            cin, growth = layers[0].norm1.num_features, layers[0].conv2.out_channels
+            if i == split_block:
+                info.append(dict(num_chs=cin + len(layers) // 2 * growth, reduction=stride,
+                                 module=f"features.denseblock{i}"))
+                stride *= 2
+            if i < 4:
+                info.append(dict(num_chs=cin + len(layers) * growth, reduction=stride,
+                                 module=f"features.denseblock{i}"))
+                stride *= 2
+        info.append(dict(num_chs=self.body.num_features, reduction=stride, module="features.norm5"))
+        self.feature_info = FeatureInfo(info, out_indices=tuple(range(len(info))))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f = self.body.features
+        x = f.pool0(f.norm0(f.conv0(self.normalize(x))))
+        skips = []
+        for i in range(1, 5):
+            block = getattr(f, f"denseblock{i}")
+            if i == self.split_block:
+                half, x = _split_dense_block(block, x)
+                skips.append(half)
+            else:
+                x = block(x)
+            if i < 4:
+                skips.append(x)
+                x = getattr(f, f"transition{i}")(x)
+        return skips + [f.norm5(x)]
+
+
+def _split_dense_block(block: nn.ModuleDict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run a timm DenseBlock with 2x2 average pooling of the concatenated features after half its layers.
+
+    Returns (features at the split, at the input's resolution; the block's output at half of it).
+    """
+    layers = list(block.values())
+    features = [x]
+    for layer in layers[:len(layers) // 2]:
+        features.append(layer(features))
+    half = torch.cat(features, 1)
+    # Later layers see the pooled concatenation as one input whose channels match their norm1 sizes.
+    features = [F.avg_pool2d(half, 2)]
+    for layer in layers[len(layers) // 2:]:
+        features.append(layer(features))
+    return half, torch.cat(features, 1)
+
+
+class LadderDenseNet(nn.Module):
+    """LDN: input (N, C, H, W) float in [0, 1] -> logits (N, num_classes, H, W), or
+    (logits, outlier logits (N, 1, H, W)) with an outlier head. `.backbone` is the DenseNet
+    (fine-tuned at a lower learning rate), `.head` the context module, ladder and classifiers.
+    """
+
+    def __init__(self, num_classes: int = 19, backbone: str = "densenet121", pretrained: Pretrained = False,
+                 num_features: int = 128, spp_grids: Sequence[int] = (8, 4, 2, 1), in_chans: int = 3,
+                 outlier_head: bool = False, grad_checkpointing: bool = False):
+        super().__init__()
+        f = num_features
+        self.backbone = SplitDenseNet(backbone, pretrained=pretrained, in_chans=in_chans)
+        self.head = LadderDecoder(self.backbone.feature_info.channels(), num_classes, spp_size=4 * f,
+                                  widths=(2 * f, 2 * f, f, f), spp_grids=spp_grids, level_size=f,
+                                  outlier_head=outlier_head)
+        if grad_checkpointing:
+            set_grad_checkpointing(self, True)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The final features (N, num_features, H / 4, W / 4) that the heads classify."""
+        return self.head.forward_features(self.backbone(x))
+
+    def forward(self, x: torch.Tensor):
+        return resize_outputs(self.head(self.backbone(x)), x.shape[-2:])
+
+
+@register_model("ldn121", task="segmentation")
+def ldn121(**kwargs) -> LadderDenseNet:
+    """Ladder-style DenseNet-121 (LDN121 with stride 64 context, ladder up to stride 4)."""
+    return LadderDenseNet(backbone="densenet121", **kwargs)

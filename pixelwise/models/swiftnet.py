@@ -1,1 +1,154 @@
-"""(to be written)"""
+"""SwiftNet (Orsic, Kreso, Bevandic, Segvic, CVPR 2019: "In Defense of Pre-trained ImageNet
+Architectures for Real-time Semantic Segmentation of Road-driving Images").
+
+Single scale: an ImageNet backbone with four levels, spatial pyramid pooling on the deepest one, three
+lean upsampling steps (1x1 lateral projection of the skip + upsampled path, 3x3 blend, 128 channels),
+a 1x1 classifier at stride 4 and bilinear upsampling to the input size.
+
+Pyramid fusion: one shared backbone runs on an image pyramid (scales 1, 1/2, 1/4); features of equal
+resolution from different pyramid levels are projected and summed (interleaved pyramid fusion), and
+the upsampling path climbs from stride 128 down to 4, which enlarges the receptive field without SPP.
+Differences to the authors' code: timm features are taken after the blocks' last ReLU, and the
+pyramid levels share the backbone's batch-norm layers (the authors keep one set per level).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from pixelwise.models.backbones import Pretrained, create_backbone
+from pixelwise.models.checkpointing import set_grad_checkpointing
+from pixelwise.models.layers import (BNReluConv, Blend, LadderDecoder, SegmentationHeads, resize_outputs,
+                                     upsample)
+from pixelwise.models.registry import register_model
+
+
+class SwiftNet(nn.Module):
+    """Single-scale SwiftNet. Input (N, C, H, W) float in [0, 1].
+
+    Returns logits (N, num_classes, H, W), or (logits, outlier logits (N, 1, H, W)) with an outlier
+    head. `.backbone` holds the pretrained part (fine-tuned at a lower learning rate), `.head` the rest.
+
+    backbone: a timm model with features at strides 4-32; pretrained: False, a local weight file, or
+    True for efficientnet_lite0 (see create_backbone); num_features: width of the upsampling path;
+    spp_grids: pooling grids of the SPP (the authors' code lists (8, 4, 2, 1) but pools over the first
+    three); outlier_head: add a one-logit outlier map; grad_checkpointing: memory-efficient training.
+    """
+
+    def __init__(self, num_classes: int = 19, backbone: str = "resnet18", pretrained: Pretrained = False,
+                 num_features: int = 128, spp_grids: Sequence[int] = (8, 4, 2), in_chans: int = 3,
+                 outlier_head: bool = False, grad_checkpointing: bool = False):
+        super().__init__()
+        self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=in_chans)
+        channels = self.backbone.feature_info.channels()
+        # SPP: a bottleneck of num_features channels, one third of it per pooling grid (the authors' sizes).
+        self.head = LadderDecoder(channels, num_classes, spp_size=num_features,
+                                  widths=(num_features,) * (len(channels) - 1), spp_grids=spp_grids,
+                                  level_size=num_features // len(spp_grids), outlier_head=outlier_head)
+        if grad_checkpointing:
+            set_grad_checkpointing(self, True)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The final shared features (N, num_features, H / 4, W / 4) that the heads classify."""
+        return self.head.forward_features(self.backbone(x))
+
+    def forward(self, x: torch.Tensor):
+        return resize_outputs(self.head(self.backbone(x)), x.shape[-2:])
+
+
+class PyramidFusionDecoder(nn.Module):
+    """Sums the projected features of equal resolution across pyramid levels and upsamples them.
+
+    Level l of the pyramid (image scale 2^-l) gives features at strides r_i * 2^l; a shared 1x1
+    projection per backbone stage maps them to `num_features` channels; the sums per stride feed a
+    ladder of blend steps from the coarsest stride to stride 4.
+    """
+
+    def __init__(self, channels: Sequence[int], num_classes: int, num_features: int = 128,
+                 pyramid_levels: int = 3, outlier_head: bool = False):
+        super().__init__()
+        nf = num_features
+        self.lateral = nn.ModuleList(BNReluConv(c, nf, k=1) for c in channels)
+        num_strides = len(channels) + pyramid_levels - 1
+        self.blend = nn.ModuleList(Blend(nf) for _ in range(num_strides - 1))
+        self.heads = SegmentationHeads(nf, num_classes, outlier_head)
+
+    def forward_features(self, pyramid_features: list[list[torch.Tensor]]) -> torch.Tensor:
+        """pyramid_features[l][i]: stage i of pyramid level l -> fused features at stride r_0."""
+        fused: dict[int, torch.Tensor] = {}
+        for level, features in enumerate(pyramid_features):
+            for stage, f in enumerate(features):
+                p = self.lateral[stage](f)
+                k = level + stage  # the stride index, once the image scale is accounted for
+                # Odd sizes round differently per level: align to the grid of the finest level.
+                fused[k] = p if k not in fused else fused[k] + upsample(p, fused[k].shape[-2:])
+        x = fused[len(fused) - 1]
+        for blend, k in zip(self.blend, reversed(range(len(fused) - 1))):
+            x = blend(x, fused[k])
+        return x
+
+    def forward(self, pyramid_features: list[list[torch.Tensor]]):
+        return self.heads(self.forward_features(pyramid_features))
+
+
+class SwiftNetPyramid(nn.Module):
+    """SwiftNet with interleaved pyramid fusion. Input (N, C, H, W) float in [0, 1].
+
+    The shared backbone runs on the image and on `pyramid_levels - 1` successive halvings of it.
+    Returns logits (N, num_classes, H, W), or (logits, outlier logits (N, 1, H, W)).
+    """
+
+    def __init__(self, num_classes: int = 19, backbone: str = "resnet18", pretrained: Pretrained = False,
+                 num_features: int = 128, pyramid_levels: int = 3, in_chans: int = 3,
+                 outlier_head: bool = False, grad_checkpointing: bool = False):
+        super().__init__()
+        if pyramid_levels < 1:
+            raise ValueError(f"pyramid_levels must be >= 1, got {pyramid_levels}")
+        self.pyramid_levels = pyramid_levels
+        self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=in_chans)
+        self.head = PyramidFusionDecoder(self.backbone.feature_info.channels(), num_classes, num_features,
+                                         pyramid_levels, outlier_head)
+        if grad_checkpointing:
+            set_grad_checkpointing(self, True)
+
+    def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[x, x/2, x/4, ...]: each halving a bilinear resize, i.e. a 2x2 box filter on even sizes."""
+        images = [x]
+        for _ in range(self.pyramid_levels - 1):
+            images.append(F.interpolate(images[-1], scale_factor=0.5, mode="bilinear", align_corners=False))
+        return images
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The fused features (N, num_features, H / 4, W / 4) that the heads classify."""
+        return self.head.forward_features([self.backbone(p) for p in self.pyramid(x)])
+
+    def forward(self, x: torch.Tensor):
+        out = self.head([self.backbone(p) for p in self.pyramid(x)])
+        return resize_outputs(out, x.shape[-2:])
+
+
+@register_model("swiftnet", task="segmentation")
+def swiftnet(**kwargs) -> SwiftNet:
+    """Single-scale SwiftNet on any timm backbone with strides 4-32 (`backbone=`, default resnet18)."""
+    return SwiftNet(**kwargs)
+
+
+@register_model("swiftnet_rn18", task="segmentation")
+def swiftnet_rn18(**kwargs) -> SwiftNet:
+    """SwiftNet-RN18, the paper's single-scale model."""
+    return SwiftNet(backbone="resnet18", **kwargs)
+
+
+@register_model("swiftnet_pyramid", task="segmentation")
+def swiftnet_pyramid(**kwargs) -> SwiftNetPyramid:
+    """Pyramid-fusion SwiftNet on any timm backbone with strides 4-32."""
+    return SwiftNetPyramid(**kwargs)
+
+
+@register_model("swiftnet_pyramid_rn18", task="segmentation")
+def swiftnet_pyramid_rn18(**kwargs) -> SwiftNetPyramid:
+    """Pyramid-fusion SwiftNet-RN18 with three pyramid levels."""
+    return SwiftNetPyramid(backbone="resnet18", **kwargs)
