@@ -1,0 +1,193 @@
+"""What a model costs: parameters, FLOPs, latency, memory, and the device's matrix-multiply peak.
+
+Conventions used throughout `pixelwise.bench`:
+- FLOPs come from `torch.utils.flop_counter.FlopCounterMode`, which counts a multiply-add as 2 FLOPs
+  (so FLOPs = 2 x MACs); only matrix multiplies and convolutions are counted (not BN, ReLU, pooling,
+  resizing), as in the papers' tables.
+- Latency is wall-clock time per call in milliseconds after warm-up runs, CUDA synchronized.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import statistics
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+FLOP_CONVENTION = "a multiply-add counts as 2 FLOPs (FLOPs = 2 x MACs); only convolutions and matrix multiplies are counted"
+CPU_MEMORY_METHOD = ("peak resident set size of the whole process during the timed runs (Linux VmHWM, reset "
+                     "through /proc/self/clear_refs after warm-up); includes weights, allocator caches, the "
+                     "interpreter")
+CUDA_MEMORY_METHOD = "torch.cuda.max_memory_allocated during the timed runs (tensors only, not the caching slack)"
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameter elements (trainable or not; buffers such as BN statistics excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, inputs: torch.Tensor, train: bool = False, depth: int = 1) -> dict:
+    """FLOPs of one forward pass (train=True: forward + backward) on `inputs` (N, C, H, W).
+
+    Counted on a copy of the model on the meta device (no arithmetic is done), falling back to a real
+    run on a CPU copy when a layer cannot run on meta. Returns {"flops", "macs", "by_module"}: FLOPs of
+    the whole batch with a multiply-add as 2 FLOPs, MACs = FLOPs / 2, and FLOPs per sub-module up to
+    `depth` levels below the model.
+    """
+    try:
+        counter = _count(copy.deepcopy(model).to("meta"), inputs.to("meta"), train)
+    except Exception:  # some layers (data-dependent shapes, .item()) cannot run on meta tensors
+        counter = _count(copy.deepcopy(model).cpu().float(), inputs.cpu().float(), train)
+    total = counter.get_total_flops()
+    top = type(model).__name__
+    by_module = {}
+    for name, counts in counter.get_flop_counts().items():
+        parts = name.split(".")
+        if name != "Global" and parts[0] == top and 1 <= len(parts) - 1 <= depth:
+            by_module[".".join(parts[1:])] = int(sum(counts.values()))
+    return {"flops": int(total), "macs": int(total // 2), "by_module": by_module}
+
+
+def _count(model: nn.Module, inputs: torch.Tensor, train: bool) -> FlopCounterMode:
+    counter = FlopCounterMode(display=False, depth=None)
+    model.train(train)
+    with counter:
+        if train:
+            first_output(model(inputs)).float().sum().backward()
+        else:
+            with torch.no_grad():
+                model(inputs)
+    return counter
+
+
+def first_output(out) -> torch.Tensor:
+    """The logits of a model's output: a segmenter with an outlier head returns (logits, outlier_logits)."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued kernels, so that wall-clock time covers the work (a no-op on CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_callable(fn: Callable[[], object], device: torch.device | str = "cpu", warmup: int = 3,
+                  runs: int = 10, on_warm: Callable[[], None] | None = None) -> dict:
+    """Latency of `fn()` in milliseconds: `warmup` untimed calls, then `runs` timed ones.
+
+    Each call is timed alone between device synchronizations. `on_warm` is called between warm-up and
+    the timed runs (to reset memory peaks). Returns median, p90 (nearest rank), mean, min and all times.
+    """
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    if on_warm is not None:
+        on_warm()
+    return latency_summary([_timed(fn, device) for _ in range(max(1, runs))], warmup)
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device | str = "cpu",
+                     warmup: int = 3, runs: int = 10, progress: bool = False) -> dict[str, dict]:
+    """Latencies of several functions timed in rounds (each round calls each function once).
+
+    Under a load that changes over time (a shared machine) every function sees the same conditions,
+    so their ratios are fair. Returns {name: latency summary as `time_callable` gives it}.
+    """
+    from tqdm import tqdm
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in tqdm(range(max(1, runs)), desc="timing rounds", disable=not progress, leave=False):
+        for name, fn in fns.items():
+            times[name].append(_timed(fn, device))
+    return {name: latency_summary(t, warmup) for name, t in times.items()}
+
+
+def _timed(fn: Callable[[], object], device: torch.device | str) -> float:
+    synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    synchronize(device)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def latency_summary(times_ms: list[float], warmup: int) -> dict:
+    """Median, p90 (nearest rank), mean and min of per-call times in milliseconds."""
+    ordered = sorted(times_ms)
+    p90 = ordered[min(len(ordered) - 1, max(0, -(-9 * len(ordered) // 10) - 1))]
+    return {"median_ms": statistics.median(ordered), "p90_ms": p90, "mean_ms": statistics.fmean(ordered),
+            "min_ms": ordered[0], "runs": len(ordered), "warmup": warmup, "times_ms": list(times_ms)}
+
+
+def matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                n: int | None = None, repeats: int = 5) -> dict:
+    """The device's measured matrix-multiply throughput: best of `repeats` (n x n) @ (n x n) products.
+
+    n defaults to 2048 on CPU and 8192 on CUDA (large enough to be compute-bound). Returns
+    {"gflops": best GFLOP/s (2 n^3 FLOPs per product), "n", "dtype", "repeats"}.
+    """
+    device = torch.device(device)
+    n = n or (8192 if device.type == "cuda" else 2048)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    timing = time_callable(lambda: torch.mm(a, b), device, warmup=1, runs=repeats)
+    return {"gflops": 2 * n ** 3 / (timing["min_ms"] * 1e-3) / 1e9, "n": n, "dtype": str(dtype).replace("torch.", ""),
+            "repeats": repeats}
+
+
+@contextmanager
+def peak_memory(device: torch.device | str) -> Iterator[dict]:
+    """Track peak memory inside the block; the yielded dict gets "peak_bytes" and "method" on exit.
+
+    CUDA: torch.cuda.max_memory_allocated (reset on entry). CPU: the process's peak resident set size
+    (VmHWM, reset on entry through /proc/self/clear_refs); None where /proc is not available.
+    """
+    device = torch.device(device)
+    result: dict = {}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        yield result
+        torch.cuda.synchronize(device)
+        result.update(peak_bytes=int(torch.cuda.max_memory_allocated(device)), method=CUDA_MEMORY_METHOD)
+        return
+    reset = _reset_peak_rss()
+    yield result
+    result.update(peak_bytes=_proc_status_bytes("VmHWM") if reset else None, method=CPU_MEMORY_METHOD)
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # 5 = reset the peak RSS to the current RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def _proc_status_bytes(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            match = re.search(rf"^{key}:\s+(\d+) kB", f.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) * 1024 if match else None
+
+
+def device_name(device: torch.device | str) -> str:
+    """A readable name of the device: the GPU's name, or the CPU model from /proc/cpuinfo."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            match = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.MULTILINE)
+        return match.group(1).strip() if match else "cpu"
+    except OSError:
+        return "cpu"
