@@ -31,7 +31,10 @@ def cmd_train(args) -> int:
     test = summary.get("test", {})
     print(f"{summary['status']} at step {summary['step']}/{summary['total_steps']} in "
           f"{summary['train_seconds']:.1f} s; run folder {summary['run_dir']}"
-          + (f"; test top-1 {test['top1']:.4f}, top-5 {test['top5']:.4f}" if test else ""))
+          + (f"; test top-1 {test['top1']:.4f}, top-5 {test['top5']:.4f}" if "top1" in test else "")
+          + (f"; test mIoU {test['miou']:.4f}, pixel accuracy {test['pixel_accuracy']:.4f}" if "miou" in test else "")
+          + (f"; outliers AP {test['ap']:.4f}, AUROC {test['auroc']:.4f}, FPR95 {test['fpr95']:.4f}"
+             if "fpr95" in test else ""))
     json_output(args, summary)
     return 0 if summary["status"] == "finished" else 130
 
@@ -101,7 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come after options (`train CFG --json s.json epochs=3`).
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except PixelwiseError as e:

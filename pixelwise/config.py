@@ -24,8 +24,17 @@ class DataConfig(Section):
     test_limit: int | None = Field(None, ge=1)
     image_size: int | None = Field(None, ge=8)   # folder datasets resize to this
     channels: int = Field(1, ge=1, le=3)
-    augment: Literal["none", "crop_flip"] = "none"
+    augment: Literal["none", "crop_flip", "scale_crop_flip"] = "none"   # scale_crop_flip: segmentation
     workers: int = Field(0, ge=0)
+    photometric: bool = False                   # segmentation: random brightness/contrast, blur, noise
+    crop_padding: int = Field(4, ge=0)          # classification crop_flip: shift by up to this many pixels
+    label_noise: float = Field(0.0, ge=0, le=1)  # fashion_mnist: this fraction of training labels made random
+    # Segmentation (pixelwise.data.transforms, pixelwise.data.scenes):
+    crop_size: int | None = Field(None, ge=8)           # training crop side (default: canvas/image size)
+    scale_range: tuple[float, float] = (0.5, 2.0)       # random scale factors of scale_crop_flip
+    canvas_size: int = Field(128, ge=16)                # fashion_scenes canvas side in pixels
+    variant: Literal["texture", "contrast", "noise", "blur"] | None = None  # fashion_scenes: FS-Shift test
+    eval_window: int | None = Field(None, ge=8)         # sliding-window evaluation side (None: whole image)
 
 
 class OptimConfig(Section):
@@ -35,6 +44,7 @@ class OptimConfig(Section):
     nesterov: bool = True
     weight_decay: float = Field(5e-4, ge=0)
     backbone_lr_mult: float = Field(1.0, ge=0)  # learning rate of model.backbone relative to lr
+    freeze_backbone_steps: int = Field(0, ge=0)  # model.backbone gets lr 0 for the first N steps
 
 
 class ScheduleConfig(Section):
@@ -55,6 +65,19 @@ class AdversarialConfig(Section):
     random_start: bool = True
 
 
+class OutliersConfig(Section):
+    """Dense outlier detection: negatives pasted into training scenes (pixelwise.outliers.paste)."""
+    mode: Literal["none", "two_heads", "single_head"] = "none"  # single_head: a (K+1)-th 'outlier' class
+    negatives: Literal["digits"] = "digits"   # source of training negatives (never the test outliers)
+    paste_prob: float = Field(0.5, ge=0, le=1)   # chance that a training scene receives negatives
+    min_count: int = Field(1, ge=1)              # objects pasted into a chosen scene, inclusive range
+    max_count: int = Field(2, ge=1)
+    min_size: int = Field(24, ge=2)              # side of a pasted object in px, inclusive range
+    max_size: int = Field(56, ge=2)
+    jitter: bool = True                          # random gain and offset of each pasted object
+    loss_weight: float = Field(1.0, ge=0)        # weight of the outlier loss against the semantic loss
+
+
 class TrainConfig(Section):
     name: str = "run"
     model: str = "cnn"
@@ -63,6 +86,7 @@ class TrainConfig(Section):
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     adversarial: AdversarialConfig = AdversarialConfig()
+    outliers: OutliersConfig = OutliersConfig()
     epochs: int = Field(1, ge=1)
     max_steps: int | None = Field(None, ge=1)   # stop after this many steps (overrides epochs)
     batch_size: int = Field(128, ge=1)
@@ -71,9 +95,12 @@ class TrainConfig(Section):
     seed: int = 0
     threads: int | None = Field(None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"   # autocast for forward and loss (bf16: AMX on CPU)
+    channels_last: bool = False                           # NHWC memory format: faster convolutions on CPU
     out_dir: str | None = None                  # default runs/{name}
     checkpoint_every: int = Field(500, ge=1)    # steps between resumable checkpoints
     eval_every_epoch: bool = True
+    eval_train: bool = False                    # also measure accuracy on the training set each epoch
 
     @property
     def run_dir(self) -> Path:

@@ -51,6 +51,8 @@ def predict_images(images: list[str], checkpoint: str | None = None, model: str 
     else:
         net, config = load_run(checkpoint)
         classes = config["classes"]
+        if config.get("task") == "segmentation":
+            return segment_images(net, config, images, out_dir)
         channels, side = input_size(config)
         batch = [TF.resize(read_image(p, "L" if channels == 1 else "RGB"), [side, side], antialias=True)
                  for p in images]
@@ -71,6 +73,13 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
         data.root = data_dir
     dataset = build_dataset(data, split)
     classes = config["classes"]
+    from pixelwise.outliers.scores import run_outlier_mode
+    if config.get("task") == "segmentation" and run_outlier_mode(config) is not None:
+        from pixelwise.outliers.evaluate import evaluate_outlier_run
+        return evaluate_outlier_run(model, dataset, classes, run_outlier_mode(config), run, split, out_dir,
+                                    progress)
+    if config.get("task") == "segmentation":
+        return evaluate_segmentation_run(model, dataset, classes, data, run, split, out_dir, progress)
     meter = evaluate_classifier(model, dataset, len(classes), torch.device("cpu"), progress=progress)
     out = Path(out_dir or Path(run) / "eval")
     metrics = {"run": str(run), "split": split, **meter.summary(), "classes": classes,
@@ -82,4 +91,50 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
     (out / "per_class.md").write_text("\n".join(lines) + "\n")
     text = (f"{split}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} on {metrics['n']} images; "
             f"figures and tables in {out}")
+    return {"metrics": metrics, "text": text}
+
+
+def segment_images(model: nn.Module, config: dict, images: list[str], out_dir: str | Path) -> list[dict]:
+    """Segment image files with a trained segmenter; colour overlays and label maps written as PNG.
+
+    Each image is read as RGB at its own size (sliding windows when the run used data.eval_window);
+    writes OUT/STEM_overlay.png (prediction blended on the image) and OUT/STEM_labels.png (class
+    indices). Returns per image the files and the fraction of pixels of each predicted class.
+    """
+    from pixelwise.engine.inference import segment_logits
+    from pixelwise.viz.overlays import overlay, palette_for, save_png
+    classes, out_dir = config["classes"], Path(out_dir)
+    window = config.get("train_config", {}).get("data", {}).get("eval_window")
+    palette, results = palette_for(classes), []
+    from pixelwise.outliers.scores import run_outlier_mode
+    outlier_mode = run_outlier_mode(config)
+    for path in images:
+        image = read_image(path, "RGB")
+        pred = segment_logits(model, image[None], window).argmax(1)[0]
+        stem = Path(path).stem
+        files = {"overlay": str(save_png(overlay(image, pred, palette), out_dir / f"{stem}_overlay.png")),
+                 "labels": str(save_png(pred.to(torch.uint8).numpy(), out_dir / f"{stem}_labels.png"))}
+        if outlier_mode is not None:   # the outlier heat map beside the overlay
+            from pixelwise.outliers.scores import outlier_probability
+            from pixelwise.viz.heatmaps import heatmap
+            with torch.inference_mode():
+                score = outlier_probability(model(image[None]), outlier_mode)[0]
+            files["outliers"] = str(save_png(heatmap(image, score), out_dir / f"{stem}_outliers.png"))
+        share = torch.bincount(pred.flatten(), minlength=len(classes)).double() / pred.numel()
+        results.append({"image": str(path), "files": files,
+                        "class_fractions": {c: float(f) for c, f in zip(classes, share) if f > 0}})
+    return results
+
+
+def evaluate_segmentation_run(model: nn.Module, dataset, classes: list[str], data, run, split: str,
+                              out_dir: str | Path | None, progress: bool = True) -> dict:
+    """mIoU, per-class IoU table (Markdown, JSON) and confusion-matrix figure of a segmentation run."""
+    from pixelwise.engine.inference import evaluate_segmenter, write_segmentation_report
+    meter = evaluate_segmenter(model, dataset, len(classes), torch.device("cpu"), progress=progress,
+                               window=data.eval_window)
+    out = Path(out_dir or Path(run) / "eval")
+    metrics = {"run": str(run), "split": split,
+               **write_segmentation_report(meter, classes, out, title=f"{Path(run).name} {split}")}
+    text = (f"{split}: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f} on "
+            f"{metrics['n']} images; per-class table and confusion figure in {out}")
     return {"metrics": metrics, "text": text}

@@ -13,8 +13,11 @@ def build_dataset(cfg, split: str) -> Dataset:
     """
     limit = cfg.train_limit if split == "train" else cfg.test_limit
     if cfg.name == "fashion_mnist":
-        from pixelwise.data.fashion_mnist import FashionMNIST
-        return FashionMNIST(split, cfg.root, limit=limit)
+        from pixelwise.data.fashion_mnist import FashionMNIST, randomize_labels
+        ds = FashionMNIST(split, cfg.root, limit=limit)
+        if split == "train" and cfg.label_noise > 0:
+            ds.labels = randomize_labels(ds.labels, cfg.label_noise, len(ds.classes))
+        return ds
     if cfg.name == "folder":
         from torch.utils.data import Subset
 
@@ -27,4 +30,11 @@ def build_dataset(cfg, split: str) -> Dataset:
             classes, ds = ds.classes, Subset(ds, range(limit))
             ds.classes = classes
         return ds
-    raise PixelwiseError(f"data.name: unknown dataset {cfg.name!r}; known: fashion_mnist, folder")
+    if cfg.name == "fs_ood":   # trains on FashionScenes, tests on its scenes with real-photo outliers
+        from pixelwise.data.fs_ood import build_fs_ood
+        return build_fs_ood(cfg, split, limit)
+    from pixelwise.data.segmentation import SEGMENTATION_DATASETS, build_segmentation_dataset
+    if cfg.name in SEGMENTATION_DATASETS:
+        return build_segmentation_dataset(cfg, split, limit)
+    raise PixelwiseError(f"data.name: unknown dataset {cfg.name!r}; known: fashion_mnist, folder, "
+                         f"{', '.join(SEGMENTATION_DATASETS)}, fs_ood")

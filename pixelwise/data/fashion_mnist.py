@@ -105,6 +105,19 @@ def _download(data_dir: str | Path | None) -> Path | None:
     return root / "FashionMNIST" / "raw"
 
 
+def randomize_labels(labels: torch.Tensor, fraction: float, num_classes: int, seed: int = 0) -> torch.Tensor:
+    """A copy of `labels` (N,) where a random `fraction` of them is replaced by uniform random classes.
+
+    The Zhang et al. (2017) memorization test: fraction 1.0 removes every relation between image and label.
+    The choice is a function of `seed` only, so every epoch and every resumed run sees the same labels.
+    """
+    g = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(labels), generator=g)[:round(fraction * len(labels))]
+    out = labels.clone()
+    out[chosen] = torch.randint(0, num_classes, (len(chosen),), generator=g)
+    return out
+
+
 class FashionMNIST(Dataset):
     """Fashion-MNIST as (image (1, 28, 28) float in [0, 1], label int) pairs.
 

@@ -17,12 +17,11 @@ from pixelwise.engine.checkpoint import write_json
 IGNORE_INDEX = 255
 
 
-def augment_batch(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
-    """Batched augmentation drawn from `gen`: 'crop_flip' = random 4-pixel-padded crop and h-flip."""
+def augment_batch(x: torch.Tensor, kind: str, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Batched augmentation drawn from `gen`: 'crop_flip' = random crop of the `pad`-padded image, h-flip."""
     if kind == "none":
         return x
     n, _, h, w = x.shape
-    pad = 4
     padded = F.pad(x, (pad, pad, pad, pad))
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
@@ -38,12 +37,19 @@ def prepare_batch(batch, cfg, task: str, device: torch.device, gen: torch.Genera
     """A loader batch -> (inputs (N, C, H, W) in [0, 1], targets) on `device`; random draws from `gen`."""
     x, y = batch[0].to(device), torch.as_tensor(batch[1]).to(device)
     if task == "classification":
-        x = augment_batch(x, cfg.data.augment, gen)
+        x = augment_batch(x, cfg.data.augment, gen, cfg.data.crop_padding)
+    if task == "segmentation" and cfg.outliers.mode != "none":
+        from pixelwise.outliers.training import add_negatives
+        scale = cfg.data.canvas_size / 128 if cfg.data.name in ("fs_ood", "fashion_scenes") else 1.0
+        x, y = add_negatives(x, y, cfg.outliers, gen, scale)   # y: (semantic masks, outlier targets)
     return x, y
 
 
 def compute_loss(output, target, cfg, task: str) -> torch.Tensor:
     """The training loss of a model output against the prepared targets."""
+    if task == "segmentation" and cfg.outliers.mode != "none":
+        from pixelwise.outliers.training import outlier_loss
+        return outlier_loss(output, target, cfg.outliers)
     if task == "classification":
         return F.cross_entropy(output, target, label_smoothing=cfg.label_smoothing)
     return F.cross_entropy(output, target.long(), ignore_index=IGNORE_INDEX)
@@ -56,6 +62,14 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg, task: str, num_classes: in
         from pixelwise.engine.evaluate import evaluate_classifier
         return evaluate_classifier(model, dataset, num_classes, device, cfg.eval_batch_size,
                                    workers=cfg.data.workers, progress=progress)
+    if task == "segmentation" and (cfg.data.name == "fs_ood" or cfg.outliers.mode != "none"):
+        from pixelwise.outliers.evaluate import evaluate_outliers
+        return evaluate_outliers(model, dataset, num_classes, cfg.outliers.mode, device, cfg.eval_batch_size,
+                                 workers=cfg.data.workers, progress=progress)
+    if task == "segmentation":
+        from pixelwise.engine.inference import evaluate_segmenter
+        return evaluate_segmenter(model, dataset, num_classes, device, cfg.eval_batch_size,
+                                  workers=cfg.data.workers, progress=progress, window=cfg.data.eval_window)
     raise NotImplementedError(f"evaluation of task {task!r}")
 
 
@@ -66,4 +80,10 @@ def write_report(meter, classes: list[str], run_dir: Path, task: str) -> dict:
         write_json(run_dir / "confusion_matrix.json", {"classes": classes, "matrix": meter.cm.tolist()})
         plot_confusion_matrix(meter.cm, classes, run_dir / "confusion_matrix.png")
         return meter.summary()
+    if task == "segmentation" and hasattr(meter, "precision_recall"):   # an outlier evaluation
+        from pixelwise.outliers.evaluate import write_outlier_report
+        return write_outlier_report(meter, classes, run_dir)
+    if task == "segmentation":
+        from pixelwise.engine.inference import write_segmentation_report
+        return write_segmentation_report(meter, classes, run_dir, title=run_dir.name)
     raise NotImplementedError(f"report of task {task!r}")

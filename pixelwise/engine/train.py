@@ -23,6 +23,7 @@ from pixelwise.engine.checkpoint import (RESUME, load_resume_state, save_resume_
 from pixelwise.engine.tasks import compute_loss, evaluate, prepare_batch, write_report
 from pixelwise.errors import PixelwiseError
 from pixelwise.models import create_model, model_task
+from pixelwise.outliers.training import outlier_model_kwargs
 
 
 def pick_device(name: str) -> torch.device:
@@ -60,7 +61,7 @@ def param_groups(model: nn.Module, cfg) -> list[dict]:
         key = (id(p) in in_backbone, p.ndim <= 1)
         groups.setdefault(key, []).append(p)
     return [{"params": ps, "lr": cfg.lr * (cfg.backbone_lr_mult if bb else 1.0),
-             "weight_decay": 0.0 if no_decay else cfg.weight_decay}
+             "weight_decay": 0.0 if no_decay else cfg.weight_decay, "backbone": bb}
             for (bb, no_decay), ps in sorted(groups.items())]
 
 
@@ -103,11 +104,12 @@ def stop_signals():
 
 
 def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
-          progress: bool = True) -> dict:
+          progress: bool = True, datasets: tuple | None = None) -> dict:
     """Train `cfg.model` on `cfg.data`; write weights, metrics and figures to `cfg.run_dir`.
 
     resume: continue from run_dir/last.ckpt. stop_after: stop (as an interruption would, saving a
-    checkpoint) after this many steps of this call. Returns the summary also written to summary.json.
+    checkpoint) after this many steps of this call. datasets: (train, test) datasets of your own, each
+    with `.classes`, instead of those `cfg.data` names. Returns the summary also written to summary.json.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -119,11 +121,17 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     run_dir = cfg.run_dir
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
 
-    train_ds, test_ds = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
+    train_ds, test_ds = datasets or (build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test"))
     classes = list(train_ds.classes)
     task = model_task(cfg.model)
-    model_kwargs = {"num_classes": len(classes), **cfg.model_kwargs}
+    model_kwargs = {"num_classes": len(classes), **outlier_model_kwargs(cfg.outliers, len(classes)),
+                    **cfg.model_kwargs}
     model = create_model(cfg.model, **model_kwargs).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}.get(
+        cfg.precision, "float32")), enabled=cfg.precision != "fp32")
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     optimizer = build_optimizer(model, cfg.optim)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
 
@@ -161,11 +169,14 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 "history_keys": keys, "history": rows.reshape(len(history), len(keys))})
 
     status, started, ran, last_eval = "finished", time.perf_counter(), 0, {}
+    cpu_started, eval_seconds, eval_cpu_seconds = time.process_time(), 0.0, 0.0
     bar = tqdm(total=total, initial=step, desc=cfg.name, disable=not (progress and lead) or None, dynamic_ncols=True)
     with stop_signals() as flag:
         while step < total:
             epoch, pos = divmod(step, steps_per_epoch)
             idx = epoch_indices(len(train_ds), cfg.seed, epoch, rank, world_size)
+            if hasattr(train_ds, "set_epoch"):  # per-item augmentation draws become f(seed, epoch, index)
+                train_ds.set_epoch(epoch, cfg.seed)
             batches = idx[pos * cfg.batch_size:steps_per_epoch * cfg.batch_size].split(cfg.batch_size)
             loader = DataLoader(train_ds, batch_sampler=[b.tolist() for b in batches],
                                 num_workers=cfg.data.workers,
@@ -177,14 +188,19 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 torch.manual_seed(step_seed)
                 gen = torch.Generator().manual_seed(step_seed)
                 x, y = prepare_batch(batch, cfg, task, device, gen)
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 if cfg.adversarial.method != "none":
                     from pixelwise.attacks.training import adversarial_batch
-                    x = adversarial_batch(ddp_model, x, y, cfg.adversarial,
-                                          lambda out, t: compute_loss(out, t, cfg, task), gen)
+                    with autocast:  # the attack's passes run at the precision of the update's
+                        x = adversarial_batch(ddp_model, x, y, cfg.adversarial,
+                                              lambda out, t: compute_loss(out, t, cfg, task), gen)
                 factor = lr_factor(step, total, cfg.schedule)
+                frozen = step < cfg.optim.freeze_backbone_steps
                 for g, base in zip(optimizer.param_groups, base_lrs):
-                    g["lr"] = base * factor
-                loss = compute_loss(ddp_model(x), y, cfg, task)
+                    g["lr"] = 0.0 if frozen and g.get("backbone") else base * factor
+                with autocast:
+                    loss = compute_loss(ddp_model(x), y, cfg, task).float()
                 flags = dist.all_reduce_sum(torch.tensor(
                     [float(not torch.isfinite(loss)), float(flag["stop"] is not None)]))
                 if flags[0] > 0:
@@ -193,8 +209,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                         f"Lower optim.lr (now {cfg.optim.lr}) or check the data; the last good "
                         f"checkpoint is {ckpt_path if ckpt_path.exists() else 'not written yet'}")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 step += 1
                 ran += 1
                 bar.update(1)
@@ -210,16 +227,26 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 break
             end_of_epoch = step % steps_per_epoch == 0 or step >= total
             if end_of_epoch and lead and (cfg.eval_every_epoch or step >= total):
+                eval_started, eval_cpu_started = time.perf_counter(), time.process_time()
                 meter = last_eval[step] = evaluate(model, test_ds, cfg, task, len(classes), device, progress)
                 history.append({"epoch": math.ceil(step / steps_per_epoch), "step": step,
                                 "train_loss": loss.item(), **{f"test_{k}": v for k, v in meter.summary().items()}})
+                if cfg.eval_train:
+                    on_train = evaluate(model, train_ds, cfg, task, len(classes), device, progress).summary()
+                    history[-1].update({f"train_{k}": v for k, v in on_train.items() if k != "loss"})
+                eval_seconds += time.perf_counter() - eval_started
+                eval_cpu_seconds += time.process_time() - eval_cpu_started
                 tqdm.write(f"epoch {history[-1]['epoch']}: " + ", ".join(
                     f"{k} {v:.4f}" for k, v in history[-1].items() if k.startswith("test_")))
             checkpoint()
     bar.close()
     checkpoint()
     summary = {"status": status, "step": step, "total_steps": total, "run_dir": str(run_dir),
-               "train_seconds": time.perf_counter() - started, "history": history}
+               "train_seconds": time.perf_counter() - started - eval_seconds,
+               "eval_seconds": eval_seconds,
+               # CPU time of all threads: on a busy machine, train_cpu_seconds / threads estimates idle wall time.
+               "train_cpu_seconds": time.process_time() - cpu_started - eval_cpu_seconds,
+               "history": history}
     if lead:
         save_weights(model, run_dir, model_config)
         if status == "finished":

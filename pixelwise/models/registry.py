@@ -28,6 +28,12 @@ def register_model(name: str, task: str = "classification"):
     return wrap
 
 
+def unregister_model(name: str) -> None:
+    """Remove a registered model (for plugins and tests that register stand-ins for a while)."""
+    _check(name)
+    del _FACTORIES[name], _TASKS[name]
+
+
 def list_models(task: str | None = None) -> list[str]:
     """Registered model names, optionally only those of one task."""
     return sorted(n for n in _FACTORIES if task is None or _TASKS[n] == task)
