@@ -20,7 +20,7 @@ data:
 setup: $(STAMP) data
 
 demo: setup
-	$(VENV)/bin/pixelwise train configs/cnn_fashion_mnist.yaml
+	$(VENV)/bin/pixelwise demo
 
 test: setup
 	$(PY) -m pytest -q --timeout=600
