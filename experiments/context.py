@@ -25,7 +25,7 @@ from pixelwise.config import load_config
 from pixelwise.data.fashion_mnist import CLASSES, load_fashion_mnist
 from pixelwise.engine.train import train
 from pixelwise.predict import load_run
-from pixelwise.viz.figures import plt
+from pixelwise.viz.figures import plt, save_figure
 
 TARGET, CONTEXT = CLASSES.index("Bag"), CLASSES.index("Trouser")
 
@@ -111,9 +111,7 @@ def main() -> None:
         ax.imshow(ds.images[0, 0], cmap="gray")
         ax.set_title(f"{rule.replace('_', ' ')}\nlabel: {CLASSES[ds.labels[0]]}", fontsize=8)
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out / "examples.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "examples.png")
     print(f"in-distribution test accuracy {summary['test']['top1']:.4f}\n{md}")
 
 

@@ -25,7 +25,7 @@ from pixelwise.data.scenes import SHIFTS
 from pixelwise.engine.inference import evaluate_segmenter
 from pixelwise.engine.train import train
 from pixelwise.predict import load_run
-from pixelwise.viz.figures import plt
+from pixelwise.viz.figures import plt, save_figure
 
 
 def shifted_miou(run: Path, cfg, variants: list[str | None], progress: bool) -> dict[str, float]:
@@ -76,9 +76,7 @@ def main() -> None:
     ax.set_ylabel("test mIoU")
     ax.set_title("FashionScenes -> FS-Shift: mIoU under domain shift")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "miou.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "miou.png")
     print(md)
 
 

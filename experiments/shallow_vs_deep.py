@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import ROOT, write_table
 
-from pixelwise.viz.figures import plt
+from pixelwise.viz.figures import plt, save_figure
 
 
 def load_benchmark():
@@ -41,10 +41,7 @@ def plot_accuracy(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("Fashion-MNIST test accuracy")
     ax.set_title("Shallow (one projection) versus deep (convolutions)")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

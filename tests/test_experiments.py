@@ -13,6 +13,7 @@ CASES = {
     "memorization": ["memorization.md", "memorization.json", "train_accuracy.png", "test_accuracy.png"],
     "shallow_vs_deep": ["shallow_vs_deep.md", "shallow_vs_deep.json", "accuracy.png"],
     "context": ["context.md", "context.json", "examples.png"],
+    "domain_shift": ["domain_shift.md", "domain_shift.json", "miou.png"],
 }
 
 

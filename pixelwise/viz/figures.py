@@ -12,6 +12,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out, write as PNG (creating the folder) and close a matplotlib figure."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_confusion_matrix(cm: torch.Tensor | np.ndarray, classes: Sequence[str], path: str | Path,
                           title: str = "confusion matrix (rows: true, normalized)") -> Path:
     """Row-normalized confusion matrix with counts; saved as PNG."""
@@ -32,12 +42,7 @@ def plot_confusion_matrix(cm: torch.Tensor | np.ndarray, classes: Sequence[str],
                 ax.text(j, i, f"{rows[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if rows[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path,
@@ -51,9 +56,4 @@ def plot_curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
