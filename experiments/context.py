@@ -76,6 +76,7 @@ def main() -> None:
     p.add_argument("--train-size", type=int, default=12000)
     p.add_argument("--test-size", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "results" / "context"))
     args = p.parse_args()
     if args.quick:
@@ -84,7 +85,7 @@ def main() -> None:
     cfg = load_config(None, [
         "name=context", "model=cnn", "optim.name=adam", "optim.lr=1e-3", "optim.weight_decay=0",
         "schedule.name=cosine", f"epochs={args.epochs}", "batch_size=128", "precision=bf16",
-        "channels_last=true", "threads=2", f"out_dir={out / 'run'}"])
+        "channels_last=true", f"threads={args.threads}", f"out_dir={out / 'run'}"])
     train_ds = ContextPairs("train", "train", args.train_size, seed=0)
     test_ds = ContextPairs("test", "train", args.test_size, seed=1)
     summary = train(cfg, progress=sys.stderr.isatty(), datasets=(train_ds, test_ds))

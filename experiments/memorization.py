@@ -32,6 +32,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--noise", default="0,0.5,1", help="fractions of random labels")
     p.add_argument("--threshold", type=float, default=0.99, help="training accuracy that counts as fitted")
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "results" / "memorization"))
     args = p.parse_args()
     if args.quick:
@@ -44,7 +45,7 @@ def main() -> None:
             f"data.train_limit={args.train_size}", f"data.test_limit={500 if args.quick else 2000}",
             f"data.label_noise={frac}", "optim.name=adam", "optim.lr=1e-3", "optim.weight_decay=0",
             "schedule.name=constant", f"epochs={args.epochs}", "batch_size=128", "eval_train=true",
-            "precision=bf16", "channels_last=true", "threads=2", f"out_dir={out / f'run_noise_{frac:g}'}"])
+            "precision=bf16", "channels_last=true", f"threads={args.threads}", f"out_dir={out / f'run_noise_{frac:g}'}"])
         s = train(cfg, progress=sys.stderr.isatty())
         h = s["history"]
         fit = steps_to_fit(h, args.threshold)
@@ -66,7 +67,8 @@ def main() -> None:
         "random_labels": "random labels", "final_train_top1": "train acc", "final_test_top1": "test acc",
         "steps_to_fit": f"steps to {args.threshold:.0%} train acc", "slowdown_vs_true_labels": "slowdown",
         "train_seconds": "train time (s)"},
-        {"train_size": args.train_size, "epochs": args.epochs, "threshold": args.threshold, "quick": args.quick})
+        {"train_size": args.train_size, "epochs": args.epochs, "threshold": args.threshold, "threads": args.threads,
+         "quick": args.quick})
     print(md)
 
 

@@ -40,7 +40,7 @@ def plot_accuracy(rows: list[dict], path: Path) -> None:
     ax.set_ylim(min(ours + published) - 0.05, 1.0)
     ax.set_ylabel("Fashion-MNIST test accuracy")
     ax.set_title("Shallow (one projection) versus deep (convolutions)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left")
     save_figure(fig, path)
 
 

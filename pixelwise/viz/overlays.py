@@ -31,12 +31,26 @@ def bit_palette(num_classes: int) -> np.ndarray:
     return out
 
 
+def saturated_palette(num_classes: int) -> np.ndarray:
+    """(K, 3) uint8: black for class 0 (background), then matplotlib's tab20 colours without its greys,
+    which vanish on grayscale images (Pascal VOC's bit palette gives class 7 a mid grey)."""
+    import matplotlib
+    colours = [c for i, c in enumerate(matplotlib.colormaps["tab20"].colors) if i not in (14, 15)]
+    out = bit_palette(num_classes)
+    for k in range(1, min(num_classes, len(colours) + 1)):
+        out[k] = np.round(np.asarray(colours[k - 1]) * 255)
+    return out
+
+
 def palette_for(classes: Sequence[str]) -> np.ndarray:
-    """The palette of a class list: Cityscapes' colours for its 19 classes, else the bit palette."""
-    from pixelwise.data.segmentation import CITYSCAPES_CLASSES
+    """The palette of a class list: Cityscapes' colours for its 19 classes, Pascal VOC's bit palette for
+    VOC, else black background and saturated colours (FashionScenes is grayscale)."""
+    from pixelwise.data.segmentation import CITYSCAPES_CLASSES, VOC_CLASSES
     if tuple(classes) == CITYSCAPES_CLASSES:
         return np.asarray(CITYSCAPES_PALETTE, np.uint8)
-    return bit_palette(len(classes))
+    if tuple(classes) == tuple(VOC_CLASSES):
+        return bit_palette(len(classes))
+    return saturated_palette(len(classes))
 
 
 def colorize(mask: torch.Tensor | np.ndarray, palette: np.ndarray) -> np.ndarray:
