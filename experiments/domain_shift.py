@@ -2,6 +2,7 @@
 
     python experiments/domain_shift.py           # SwiftNet-RN18, the recipe of configs/swiftnet_rn18_fashion_scenes.yaml
     python experiments/domain_shift.py --quick   # smoke run
+    python experiments/domain_shift.py epochs=2  # key=value overrides of the recipe, for both runs
 
 FS-Shift (DESIGN.md) keeps the test scenes and changes what the camera sees: real-photo background
 textures, contrast, noise, blur. The mIoU drop against the clean test scenes is the price of the shift.
@@ -46,6 +47,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--config", default=str(ROOT / "configs" / "swiftnet_rn18_fashion_scenes.yaml"))
     p.add_argument("--out", default=str(ROOT / "results" / "domain_shift"))
+    p.add_argument("overrides", nargs="*", help="key=value config overrides for both runs, e.g. epochs=2")
     args = p.parse_args()
     out, progress = Path(args.out), sys.stderr.isatty()
     quick = ["data.train_limit=32", "data.test_limit=8", "epochs=1", "data.canvas_size=64",
@@ -53,7 +55,8 @@ def main() -> None:
     variants = [None, *SHIFTS]
     results = {}
     for name, extra in (("baseline", []), ("photometric", ["data.photometric=true"])):
-        cfg = load_config(args.config, [f"name=shift_{name}", f"out_dir={out / name}", *quick, *extra])
+        cfg = load_config(args.config, [f"name=shift_{name}", f"out_dir={out / name}", *quick, *extra,
+                                        *args.overrides])
         train(cfg, progress=progress)
         results[name] = shifted_miou(out / name, cfg, variants, progress)
     rows = []
@@ -67,7 +70,7 @@ def main() -> None:
     md = write_table(out, "domain_shift", rows, {
         "test": "test scenes", "baseline_miou": "mIoU", "baseline_drop": "drop",
         "photometric_miou": "mIoU, photometric aug.", "photometric_drop": "drop, photometric aug."},
-        {"config": args.config, "quick": args.quick})
+        {"config": args.config, "overrides": args.overrides, "quick": args.quick})
     fig, ax = plt.subplots(figsize=(7, 4))
     xs = range(len(rows))
     for j, name in enumerate(results):
