@@ -23,7 +23,7 @@ from timm.models import FeatureInfo
 
 from pixelwise.models.backbones import Pretrained, channel_stats, create_timm_model
 from pixelwise.models.checkpointing import set_grad_checkpointing
-from pixelwise.models.layers import LadderDecoder, resize_outputs
+from pixelwise.models.layers import EncoderDecoder, LadderDecoder
 from pixelwise.models.normalize import Normalize
 from pixelwise.models.registry import register_model
 
@@ -92,7 +92,7 @@ def _split_dense_block(block: nn.ModuleDict, x: torch.Tensor) -> tuple[torch.Ten
     return half, torch.cat(features, 1)
 
 
-class LadderDenseNet(nn.Module):
+class LadderDenseNet(EncoderDecoder):
     """LDN: input (N, C, H, W) float in [0, 1] -> logits (N, num_classes, H, W), or
     (logits, outlier logits (N, 1, H, W)) with an outlier head. `.backbone` is the DenseNet
     (fine-tuned at a lower learning rate), `.head` the context module, ladder and classifiers.
@@ -109,13 +109,6 @@ class LadderDenseNet(nn.Module):
                                   outlier_head=outlier_head)
         if grad_checkpointing:
             set_grad_checkpointing(self, True)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The final features (N, num_features, H / 4, W / 4) that the heads classify."""
-        return self.head.forward_features(self.backbone(x))
-
-    def forward(self, x: torch.Tensor):
-        return resize_outputs(self.head(self.backbone(x)), x.shape[-2:])
 
 
 @register_model("ldn121", task="segmentation")

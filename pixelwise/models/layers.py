@@ -164,3 +164,20 @@ def resize_outputs(out, size: Sequence[int]):
     if isinstance(out, tuple):
         return tuple(upsample(o, size) for o in out)
     return upsample(out, size)
+
+
+class EncoderDecoder(nn.Module):
+    """A segmenter of `self.backbone` (image -> feature maps) and `self.head` (a decoder with heads).
+
+    Subclasses build both; `encode` is what feeds the decoder (overridden by the pyramid variant).
+    """
+
+    def encode(self, x: torch.Tensor):
+        return self.backbone(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The final features (N, num_features, H / 4, W / 4) that the heads classify."""
+        return self.head.forward_features(self.encode(x))
+
+    def forward(self, x: torch.Tensor):
+        return resize_outputs(self.head(self.encode(x)), x.shape[-2:])

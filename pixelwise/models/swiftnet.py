@@ -21,12 +21,12 @@ import torch.nn.functional as F
 
 from pixelwise.models.backbones import Pretrained, create_backbone
 from pixelwise.models.checkpointing import set_grad_checkpointing
-from pixelwise.models.layers import (BNReluConv, Blend, LadderDecoder, SegmentationHeads, resize_outputs,
+from pixelwise.models.layers import (BNReluConv, Blend, EncoderDecoder, LadderDecoder, SegmentationHeads,
                                      upsample)
 from pixelwise.models.registry import register_model
 
 
-class SwiftNet(nn.Module):
+class SwiftNet(EncoderDecoder):
     """Single-scale SwiftNet. Input (N, C, H, W) float in [0, 1].
 
     Returns logits (N, num_classes, H, W), or (logits, outlier logits (N, 1, H, W)) with an outlier
@@ -50,13 +50,6 @@ class SwiftNet(nn.Module):
                                   level_size=num_features // len(spp_grids), outlier_head=outlier_head)
         if grad_checkpointing:
             set_grad_checkpointing(self, True)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The final shared features (N, num_features, H / 4, W / 4) that the heads classify."""
-        return self.head.forward_features(self.backbone(x))
-
-    def forward(self, x: torch.Tensor):
-        return resize_outputs(self.head(self.backbone(x)), x.shape[-2:])
 
 
 class PyramidFusionDecoder(nn.Module):
@@ -94,7 +87,7 @@ class PyramidFusionDecoder(nn.Module):
         return self.heads(self.forward_features(pyramid_features))
 
 
-class SwiftNetPyramid(nn.Module):
+class SwiftNetPyramid(EncoderDecoder):
     """SwiftNet with interleaved pyramid fusion. Input (N, C, H, W) float in [0, 1].
 
     The shared backbone runs on the image and on `pyramid_levels - 1` successive halvings of it.
@@ -121,13 +114,9 @@ class SwiftNetPyramid(nn.Module):
             images.append(F.interpolate(images[-1], scale_factor=0.5, mode="bilinear", align_corners=False))
         return images
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The fused features (N, num_features, H / 4, W / 4) that the heads classify."""
-        return self.head.forward_features([self.backbone(p) for p in self.pyramid(x)])
-
-    def forward(self, x: torch.Tensor):
-        out = self.head([self.backbone(p) for p in self.pyramid(x)])
-        return resize_outputs(out, x.shape[-2:])
+    def encode(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        """The shared backbone's features of every pyramid level, for the fusing decoder."""
+        return [self.backbone(p) for p in self.pyramid(x)]
 
 
 @register_model("swiftnet", task="segmentation")
