@@ -11,9 +11,9 @@ run costs two otherwise idle cores; the machine is shared, so wall time overstat
 Parameters, FLOPs and peak memory of the architectures: benchmarks/segmentation_arch.py (cited below
 when results/segmentation_arch.json exists). Writes results/segmentation.{json,md}.
 
-No ImageNet weights for ResNet-18 can be had offline, so the backbone starts from random weights; the
-paper's 4x lower backbone rate is meant for pretrained weights. Overrides after the options change
-the recipe for such a run, e.g. `optim.lr=1e-3 optim.backbone_lr_mult=1.0 schedule.warmup_steps=50`.
+No ImageNet weights for ResNet-18 can be had offline, so the backbone starts from random weights and
+learns at the full rate (the config says why). Overrides after the options change
+the recipe for a run, e.g. `model=swiftnet "model_kwargs={backbone: efficientnet_lite0, pretrained: true}"`.
 """
 from __future__ import annotations
 

@@ -38,13 +38,13 @@ TORCH_CONFIGS = {
     "fold_bn": (["fold_bn"], "fp32"),
     "inference_mode+channels_last+fold_bn": (["inference_mode", "channels_last", "fold_bn"], "fp32"),
     "compile": (["inference_mode", "compile"], "fp32"),
+    "compile+channels_last+fold_bn": (["inference_mode", "channels_last", "fold_bn", "compile"], "fp32"),
     "bf16 autocast+channels_last+fold_bn": (["inference_mode", "channels_last", "fold_bn"], "bf16"),
 }
 CUDA_ONLY = {"fp16 autocast+channels_last": (["inference_mode", "channels_last"], "fp16")}
 ORT_CONFIGS = ("onnxruntime fp32", "onnxruntime int8")
 ONE_THREAD = "fp32 eager, 1 thread"
-# inductor compiles take minutes on two shared cores: compile SwiftNet and one classifier only
-COMPILED = ("swiftnet_rn18", "cnn")
+COMPILE_CONFIGS = ("compile", "compile+channels_last+fold_bn")
 
 
 def model_list(quick: bool) -> list[tuple[str, dict, tuple[int, int, int, int]]]:
@@ -64,8 +64,9 @@ def bench_model(name: str, kwargs: dict, shape, device: torch.device, args, peak
     inputs = torch.rand(*shape, generator=torch.Generator().manual_seed(0)).to(device)
     flops = count_flops(model, inputs)["flops"]
     configs = dict(TORCH_CONFIGS, **(CUDA_ONLY if device.type == "cuda" else {}))
-    if args.no_compile or name not in COMPILED:
-        configs.pop("compile")
+    if args.no_compile:
+        for label in COMPILE_CONFIGS:
+            configs.pop(label)
     steps, notes, rows = {}, {}, []
     for label, (switches, precision) in configs.items():
         print(f"  preparing {label}", flush=True)
