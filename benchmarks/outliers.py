@@ -4,8 +4,9 @@
     flock /tmp/pixelwise-bench.lock .venv/bin/python benchmarks/outliers.py --quick  # smoke run
 
 Trains configs/swiftnet_lite0_fs_ood.yaml (SwiftNet on the ImageNet-pretrained EfficientNet-Lite0,
-2 CPU threads) once per variant: 'none' (no negatives: the max-softmax, entropy and max-logit baselines), 'two_heads' (outlier head beside the semantic head,
-scikit-learn digits pasted as negatives) and 'single_head' (a 12th 'outlier' class). Each model is
+2 CPU threads) once per variant: 'none' (no negatives: the max-softmax, entropy and max-logit
+baselines), 'two_heads' (outlier head beside the semantic head, crops of scikit-learn's sample photos
+pasted as negatives) and 'single_head' (a 12th 'outlier' class). Each model is
 evaluated on the 1000 FS-OOD test scenes (real-photo outliers, never seen), metrics exact over all
 pixels. Results are written after every variant, so an interrupted run keeps what it finished;
 --reuse skips training of variants whose run folder holds finished weights.

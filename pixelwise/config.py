@@ -68,7 +68,8 @@ class AdversarialConfig(Section):
 class OutliersConfig(Section):
     """Dense outlier detection: negatives pasted into training scenes (pixelwise.outliers.paste)."""
     mode: Literal["none", "two_heads", "single_head"] = "none"  # single_head: a (K+1)-th 'outlier' class
-    negatives: Literal["digits"] = "digits"   # source of training negatives (never the test outliers)
+    # source of training negatives, never the test outliers: scikit-learn's digits and/or its sample photos
+    negatives: Literal["digits", "photos", "digits+photos"] = "digits"
     paste_prob: float = Field(0.5, ge=0, le=1)   # chance that a training scene receives negatives
     min_count: int = Field(1, ge=1)              # objects pasted into a chosen scene, inclusive range
     max_count: int = Field(2, ge=1)

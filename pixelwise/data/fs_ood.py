@@ -37,24 +37,46 @@ def photo_bank(seed: int = 0, n: int = BANK_SIZE, side: int = BANK_SIDE) -> tupl
     Grayscale, as the scenes are, so that colour alone does not give an outlier away.
     """
     import skimage.data
+
+    photos = [getattr(skimage.data, name)() for name in OUTLIER_PHOTOS]
+    crops, shapes = _photo_crops(photos, np.random.default_rng([seed, 7]), n, side)
+    return crops, torch.from_numpy(shapes)
+
+
+def _photo_crops(photos: list[np.ndarray], rng: np.random.Generator, n: int, side: int,
+                 squares: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+    """n random square crops (15-50% of a photo's shorter side) of random `photos` (RGB or gray arrays),
+    grayscale and resized to `side`: (n, 1, side, side) float in [0, 1], and (n, side, side) bool
+    random ellipses (axes 60-100% of the side); with `squares`, every second shape is the whole crop."""
     from skimage.color import rgb2gray
     from skimage.transform import resize
-    photos = []
-    for name in OUTLIER_PHOTOS:
-        im = getattr(skimage.data, name)()
-        photos.append(rgb2gray(im) if im.ndim == 3 else im.astype(np.float64) / 255)
-    rng = np.random.default_rng([seed, 7])
+
+    gray = [rgb2gray(im) if im.ndim == 3 else im.astype(np.float64) / 255 for im in photos]
     crops, shapes = np.zeros((n, 1, side, side), np.float32), np.zeros((n, side, side), bool)
     yy, xx = np.mgrid[:side, :side] / (side - 1) * 2 - 1
     for j in range(n):
-        photo = photos[int(rng.integers(len(photos)))]
+        photo = gray[int(rng.integers(len(gray)))]
         h, w = photo.shape
         c = int(min(h, w) * rng.uniform(0.15, 0.5))
         y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
         crops[j, 0] = resize(photo[y:y + c, x:x + c], (side, side), anti_aliasing=True)
         ay, ax = rng.uniform(0.6, 1.0, size=2)
         shapes[j] = (yy / ay) ** 2 + (xx / ax) ** 2 <= 1
-    return torch.from_numpy(crops).clamp(0, 1), torch.from_numpy(shapes)
+        if squares and j % 2:
+            shapes[j] = True
+    return torch.from_numpy(crops).clamp(0, 1), shapes
+
+
+def sample_photo_negatives(n: int = BANK_SIZE, side: int = BANK_SIDE, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training negatives from real photos that are not the test outliers' photos: crops of
+    scikit-learn's two sample images (china.jpg, flower.jpg), as (n, 1, side, side) float in [0, 1] and
+    (n, side, side) bool shapes, half ellipses and half whole squares. In Bevandic et al. the negatives
+    are real photos too (ImageNet), from a different source than the test outliers."""
+    from sklearn.datasets import load_sample_images
+
+    crops, shapes = _photo_crops(load_sample_images().images, np.random.default_rng([seed, 11]), n, side,
+                                 squares=True)
+    return crops, torch.from_numpy(shapes)
 
 
 def digit_negatives(side: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,7 +97,18 @@ def load_negatives(source: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Training negatives by name (config key outliers.negatives)."""
     if source == "digits":
         return digit_negatives()
-    raise PixelwiseError(f"outliers.negatives: unknown source {source!r}; known: digits "
+    if source == "photos":
+        return sample_photo_negatives()
+    if source == "digits+photos":
+        import torch.nn.functional as F
+        (digits, digit_shapes), (photos, photo_shapes) = digit_negatives(), sample_photo_negatives()
+        side = photos.shape[-1]
+        digits = F.interpolate(digits, size=(side, side), mode="bilinear", align_corners=False).clamp(0, 1)
+        digit_shapes = F.interpolate(digit_shapes[:, None].float(), size=(side, side))[:, 0] > 0.5
+        reps = -(-len(digits) // len(photos))  # as many photo crops as digits: both drawn alike
+        photos, photo_shapes = photos.repeat(reps, 1, 1, 1)[:len(digits)], photo_shapes.repeat(reps, 1, 1)[:len(digits)]
+        return torch.cat([digits, photos]), torch.cat([digit_shapes, photo_shapes])
+    raise PixelwiseError(f"outliers.negatives: unknown source {source!r}; known: digits, photos, digits+photos "
                          "(test outliers are real photos, so training negatives must not be)")
 
 

@@ -64,7 +64,8 @@ def test_fold_batchnorm_leaves_shared_outputs_alone():
 
 
 @pytest.mark.parametrize("switches", [["inference_mode"], ["channels_last"], ["fold_bn"],
-                                      ["inference_mode", "channels_last", "fold_bn"]])
+                                      ["inference_mode", "channels_last", "fold_bn"],
+                                      ["inference_mode", "channels_last", "fold_bn", "compile"]])
 def test_inference_switches_keep_segmenter_outputs(switches):
     model = randomize_batchnorm(TinySegmenter())
     x = torch.rand(2, 3, 24, 40)

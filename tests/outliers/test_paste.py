@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from pixelwise.data.fs_ood import OUTLIER_PHOTOS, digit_negatives, generate_fs_ood
+from pixelwise.data.fs_ood import OUTLIER_PHOTOS, digit_negatives, generate_fs_ood, load_negatives, photo_bank
 from pixelwise.data.scenes import TEXTURE_PHOTOS
+from pixelwise.errors import PixelwiseError
 from pixelwise.outliers.paste import object_shapes, paste_negatives
 
 
@@ -78,3 +79,19 @@ def test_jitter_keeps_range_and_masks():
     assert out.min() >= 0 and out.max() <= 1
     assert ((sem == 255) | (masks == 255)).eq((target == 1) | (masks == 255)).all()
     assert not torch.equal(out, plain[0])
+
+
+def test_photo_negatives_come_from_other_photos_than_the_test_outliers():
+    photos, shapes = load_negatives("photos")
+    assert photos.shape == (256, 1, 64, 64) and shapes.shape == (256, 64, 64) and shapes.dtype == torch.bool
+    assert 0 <= photos.min() and photos.max() <= 1 and photos.std() > 0.05   # real content, not flat
+    assert shapes[1::2].all() and not shapes[0::2].all()                    # whole squares and ellipses
+    test_bank, _ = photo_bank(n=64)
+    # no training crop equals a test-outlier crop (different photos: scikit-learn's, not scikit-image's)
+    distance = torch.cdist(photos.flatten(1), test_bank.flatten(1))
+    assert distance.min() > 1.0
+    mixed, mixed_shapes = load_negatives("digits+photos")
+    digits, _ = digit_negatives()
+    assert len(mixed) == 2 * len(digits) and mixed.shape[1:] == (1, 64, 64) and len(mixed_shapes) == len(mixed)
+    with pytest.raises(PixelwiseError, match="known: digits, photos"):
+        load_negatives("skimage")
