@@ -2,8 +2,8 @@
 
 Test outliers are elliptical crops of scikit-image's real photos (objects never seen in training),
 scaled to 24-56 px at the 128 px canvas. Training negatives, for methods that use them, come from a
-different source: scikit-learn's handwritten digits. Both ship inside the installed packages, so
-nothing is downloaded. Scene i depends only on (seed, i, size), like FashionScenes.
+different source: scikit-learn's handwritten digits or its two sample photos. All ship inside the
+installed packages, so nothing is downloaded. Scene i depends only on (seed, i, size), like FashionScenes.
 """
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def load_negatives(source: str) -> tuple[torch.Tensor, torch.Tensor]:
         photos, photo_shapes = photos.repeat(reps, 1, 1, 1)[:len(digits)], photo_shapes.repeat(reps, 1, 1)[:len(digits)]
         return torch.cat([digits, photos]), torch.cat([digit_shapes, photo_shapes])
     raise PixelwiseError(f"outliers.negatives: unknown source {source!r}; known: digits, photos, digits+photos "
-                         "(test outliers are real photos, so training negatives must not be)")
+                         "(never scikit-image's photos: those are the test outliers)")
 
 
 def generate_fs_ood(n: int = 1000, seed: int = 2, size: int = 128, root: str | Path | None = None,
