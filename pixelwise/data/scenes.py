@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from pixelwise.data.fashion_mnist import CLASSES as FMNIST_CLASSES
 from pixelwise.data.fashion_mnist import load_fashion_mnist
+from pixelwise.data.transforms import EpochSeededTransform
 from pixelwise.errors import PixelwiseError
 
 FASHION_SCENES_CLASSES = ("background",) + FMNIST_CLASSES
@@ -164,7 +165,7 @@ def generate_scenes(split: str, n: int, seed: int, size: int = 128, shift: str |
     return images, masks
 
 
-class FashionScenes(Dataset):
+class FashionScenes(EpochSeededTransform, Dataset):
     """FashionScenes (or an FS-Shift variant) as (image, mask) pairs.
 
     Returns tv_tensors.Image (3, H, W) float in [0, 1] (the grayscale scene replicated to 3
@@ -185,11 +186,6 @@ class FashionScenes(Dataset):
         images, masks = generate_scenes(split, n or default_n, default_seed if seed is None else seed,
                                         size, shift, root)
         self.images, self.masks = torch.from_numpy(images), torch.from_numpy(masks)
-        self.draw_seed = 0
-
-    def set_epoch(self, epoch: int, seed: int = 0) -> None:
-        """Make the transform's random draws for item i a function of (seed, epoch, i)."""
-        self.draw_seed = seed * 1_000_003 + epoch + 1
 
     def __len__(self) -> int:
         return len(self.images)
@@ -197,7 +193,4 @@ class FashionScenes(Dataset):
     def __getitem__(self, i: int):
         image = tv_tensors.Image(self.images[i].float().div(255).expand(3, -1, -1).clone())
         mask = tv_tensors.Mask(self.masks[i].long())
-        if self.transform is not None:
-            from pixelwise.data.transforms import seeded_call
-            image, mask = seeded_call(self.transform, image, mask, (self.draw_seed, i))
-        return image, mask
+        return self.apply_transform(image, mask, i)

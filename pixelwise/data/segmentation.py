@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from pixelwise.data.folders import IMAGE_SUFFIXES, read_image
+from pixelwise.data.transforms import EpochSeededTransform
 from pixelwise.errors import PixelwiseError
 
 IGNORE_INDEX = 255
@@ -96,7 +97,7 @@ def map_labels(raw: np.ndarray, lut: np.ndarray, path: str | Path, num_classes: 
     return labels.astype(np.int64)
 
 
-class SegmentationPairs(Dataset):
+class SegmentationPairs(EpochSeededTransform, Dataset):
     """(image file, mask file) pairs with a label lookup table: the base of every layout below.
 
     pairs: list of (image path, mask path); classes: names of labels 0..K-1; lut: label_table(...);
@@ -109,11 +110,6 @@ class SegmentationPairs(Dataset):
         if not pairs:
             raise PixelwiseError(f"{source}: no image/mask pairs found; check the folder layout")
         self.pairs, self.classes, self.lut, self.transform = list(pairs), list(classes), lut, transform
-        self.draw_seed = 0
-
-    def set_epoch(self, epoch: int, seed: int = 0) -> None:
-        """Make the transform's random draws for item i a function of (seed, epoch, i)."""
-        self.draw_seed = seed * 1_000_003 + epoch + 1
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -127,10 +123,7 @@ class SegmentationPairs(Dataset):
                                  f"{image_path} is {image.shape[2]}x{image.shape[1]} px; they must match")
         mask = torch.from_numpy(map_labels(raw, self.lut, mask_path, len(self.classes)))
         image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
-        if self.transform is not None:
-            from pixelwise.data.transforms import seeded_call
-            image, mask = seeded_call(self.transform, image, mask, (self.draw_seed, i))
-        return image, mask
+        return self.apply_transform(image, mask, i)
 
 
 def _need_dir(path: Path, what: str) -> Path:

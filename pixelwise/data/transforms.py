@@ -72,3 +72,22 @@ def seeded_call(transform, image: tv_tensors.Image, mask: tv_tensors.Mask,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(key_seed(key))
         return transform(image, mask)
+
+
+class EpochSeededTransform:
+    """Dataset mixin for a joint `transform(image, mask)` whose random draws for item i are a function
+    of (seed, epoch, i) once the trainer has called `set_epoch`, so that runs resume exactly."""
+
+    transform = None
+    draw_seed = 0
+
+    def set_epoch(self, epoch: int, seed: int = 0) -> None:
+        """Make the transform's random draws for item i a function of (seed, epoch, i)."""
+        self.draw_seed = seed * 1_000_003 + epoch + 1
+
+    def apply_transform(self, image: tv_tensors.Image, mask: tv_tensors.Mask,
+                        i: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        """(image, mask) of item i through `transform`, unchanged without one."""
+        if self.transform is None:
+            return image, mask
+        return seeded_call(self.transform, image, mask, (self.draw_seed, i))

@@ -1,7 +1,7 @@
 """Blocks shared by the segmenters: BN-ReLU-Conv units, spatial pyramid pooling, ladder upsampling steps,
 the ladder decoder (SPP + upsampling steps + heads) of SwiftNet and LDN.
 
-Every block with a `grad_checkpointing` attribute recomputes its forward pass during backward when the
+Every CheckpointedBlock recomputes its forward pass during backward when its `grad_checkpointing`
 attribute is true (see pixelwise.models.checkpointing): activations inside the block are not kept.
 """
 from __future__ import annotations
@@ -21,10 +21,23 @@ def upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def _use_checkpoint(module: nn.Module, *xs: torch.Tensor) -> bool:
-    # Recomputation only pays when a backward pass follows.
-    return (getattr(module, "grad_checkpointing", False) and module.training and torch.is_grad_enabled()
-            and any(x.requires_grad for x in xs))
+class CheckpointedBlock(nn.Module):
+    """A block whose `_forward(*inputs)` is recomputed during backward instead of keeping its inner
+    activations, while `grad_checkpointing` is true (set by pixelwise.models.checkpointing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.grad_checkpointing = False
+
+    def _forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        # Recomputation only pays when a backward pass follows.
+        if (self.grad_checkpointing and self.training and torch.is_grad_enabled()
+                and any(x.requires_grad for x in xs)):
+            return checkpoint(self._forward, *xs, use_reentrant=False)
+        return self._forward(*xs)
 
 
 class BNReluConv(nn.Sequential):
@@ -40,7 +53,7 @@ class BNReluConv(nn.Sequential):
         self.conv = nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias)
 
 
-class SpatialPyramidPooling(nn.Module):
+class SpatialPyramidPooling(CheckpointedBlock):
     """Context from average pooling the deepest features over coarse grids (Zhao et al.; SwiftNet variant).
 
     The input is projected to `bottleneck` channels; each grid g is pooled to g x round(g * W / H) cells
@@ -55,7 +68,6 @@ class SpatialPyramidPooling(nn.Module):
         self.project = BNReluConv(cin, bottleneck, k=1)
         self.levels = nn.ModuleList(BNReluConv(bottleneck, level_size, k=1) for _ in self.grids)
         self.fuse = BNReluConv(bottleneck + len(self.grids) * level_size, out, k=1)
-        self.grad_checkpointing = False
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -66,13 +78,8 @@ class SpatialPyramidPooling(nn.Module):
             pooled.append(upsample(level(F.adaptive_avg_pool2d(x, cells)), (h, w)))
         return self.fuse(torch.cat(pooled, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _use_checkpoint(self, x):
-            return checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
 
-
-class Upsample(nn.Module):
+class Upsample(CheckpointedBlock):
     """One ladder step: x (N, cin, h, w) upsampled to the skip's size, plus a 1x1 lateral projection of
     the skip features (N, skip, H, W) -> cin channels, blended by a k x k unit -> (N, cout, H, W)."""
 
@@ -80,19 +87,13 @@ class Upsample(nn.Module):
         super().__init__()
         self.lateral = BNReluConv(skip, cin, k=1)
         self.blend = BNReluConv(cin, cout, k=k)
-        self.grad_checkpointing = False
 
     def _forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         skip = self.lateral(skip)
         return self.blend(upsample(x, skip.shape[-2:]) + skip)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        if _use_checkpoint(self, x, skip):
-            return checkpoint(self._forward, x, skip, use_reentrant=False)
-        return self._forward(x, skip)
 
-
-class Blend(nn.Module):
+class Blend(CheckpointedBlock):
     """Upsample x to the size of an already projected skip, add it, blend with a k x k unit.
 
     The pyramid-fusion SwiftNet's step, whose laterals are projected (and summed over pyramid levels)
@@ -102,15 +103,9 @@ class Blend(nn.Module):
     def __init__(self, channels: int, k: int = 3):
         super().__init__()
         self.blend = BNReluConv(channels, channels, k=k)
-        self.grad_checkpointing = False
 
     def _forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.blend(upsample(x, skip.shape[-2:]) + skip)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        if _use_checkpoint(self, x, skip):
-            return checkpoint(self._forward, x, skip, use_reentrant=False)
-        return self._forward(x, skip)
 
 
 class SegmentationHeads(nn.Module):
