@@ -9,7 +9,9 @@ baselines), 'two_heads' (outlier head beside the semantic head, crops of scikit-
 pasted as negatives) and 'single_head' (a 12th 'outlier' class). Each model is
 evaluated on the 1000 FS-OOD test scenes (real-photo outliers, never seen), metrics exact over all
 pixels. Results are written after every variant, so an interrupted run keeps what it finished;
---reuse skips training of variants whose run folder holds finished weights.
+--reuse skips training of variants whose run folder holds finished weights. The recipe (steps, crops,
+rates) is the config's; key=value overrides after the options change it for every variant, and
+`--config configs/swiftnet_rn18_fs_ood.yaml` trains the backbone from scratch instead.
 Writes results/outliers.{json,md} and per-variant tables and precision-recall figures in results/outliers/.
 """
 from __future__ import annotations
@@ -34,9 +36,6 @@ from pixelwise.predict import load_run  # noqa: E402
 
 VARIANTS = ("none", "two_heads", "single_head")
 TARGET_AP_RATIO, TARGET_FPR95 = 2.0, 0.10
-# The recipe (steps, crops, rates) is the config's; overrides after the options change it for every
-# variant, e.g. `--config configs/swiftnet_rn18_fs_ood.yaml` for the backbone trained from scratch.
-BUDGET: list[str] = []
 
 
 def cpu_seconds() -> float:
@@ -48,7 +47,7 @@ def train_variant(config: Path, mode: str, quick: bool, reuse: bool, extra: list
     run_dir = ROOT / "runs" / "bench_outliers" / mode
     # The in-loop evaluation is cut to one scene so the training time excludes evaluation.
     overrides = ["threads=2", f"out_dir={run_dir}", f"name=fs_ood_{mode}", f"outliers.mode={mode}",
-                 "data.test_limit=1", *BUDGET, *extra]
+                 "data.test_limit=1", *extra]
     if quick:
         overrides += ["data.train_limit=64", "data.canvas_size=64", "data.crop_size=64", "max_steps=4",
                       "batch_size=8"]

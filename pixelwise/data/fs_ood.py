@@ -100,11 +100,8 @@ def load_negatives(source: str) -> tuple[torch.Tensor, torch.Tensor]:
     if source == "photos":
         return sample_photo_negatives()
     if source == "digits+photos":
-        import torch.nn.functional as F
-        (digits, digit_shapes), (photos, photo_shapes) = digit_negatives(), sample_photo_negatives()
-        side = photos.shape[-1]
-        digits = F.interpolate(digits, size=(side, side), mode="bilinear", align_corners=False).clamp(0, 1)
-        digit_shapes = F.interpolate(digit_shapes[:, None].float(), size=(side, side))[:, 0] > 0.5
+        photos, photo_shapes = sample_photo_negatives()
+        digits, digit_shapes = digit_negatives(side=photos.shape[-1])
         reps = -(-len(digits) // len(photos))  # as many photo crops as digits: both drawn alike
         photos, photo_shapes = photos.repeat(reps, 1, 1, 1)[:len(digits)], photo_shapes.repeat(reps, 1, 1)[:len(digits)]
         return torch.cat([digits, photos]), torch.cat([digit_shapes, photo_shapes])
