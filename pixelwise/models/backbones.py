@@ -57,10 +57,12 @@ def create_backbone(name: str, pretrained: Pretrained = False, in_chans: int = 3
                 f"pass the path of a local weight file instead (pretrained=/path/to/{name}.safetensors)")
         from pixelwise.models.pretrained import efficientnet_lite0_imagenet
         # That module normalizes with the statistics of the reference weights itself.
-        net = efficientnet_lite0_imagenet(features_only=True, out_indices=(1, 2, 3, 4), in_chans=in_chans,
-                                          **kw)
+        kw.setdefault("out_indices", (1, 2, 3, 4))
+        net = efficientnet_lite0_imagenet(features_only=True, in_chans=in_chans, **kw)
         return FeatureBackbone(net, None, None)
-    state_dict = _state_dict_from_file(name, pretrained) if pretrained else None
+    # The architecture keywords (e.g. channels) shape the full model that the file is loaded into too.
+    arch = {k: v for k, v in kw.items() if k not in ("out_indices", "features_only")}
+    state_dict = _state_dict_from_file(name, pretrained, **arch) if pretrained else None
     body = _features_only(name, state_dict, in_chans, **kw)
     cfg = getattr(body, "pretrained_cfg", None) or {}
     mean, std = channel_stats(cfg.get("mean", IMAGENET_DEFAULT_MEAN),
@@ -118,7 +120,7 @@ def _features_only(name: str, state_dict: dict | None, in_chans: int, **kw) -> n
     return make(out_indices=picks)
 
 
-def _state_dict_from_file(name: str, path: str | Path) -> dict[str, torch.Tensor]:
+def _state_dict_from_file(name: str, path: str | Path, **arch) -> dict[str, torch.Tensor]:
     """The state dict of the headless timm model `name` after loading a local weight file into it,
     so that timm's own feature wrapping, input-channel adaptation and key filters apply afterwards."""
     path = Path(path)
@@ -126,7 +128,7 @@ def _state_dict_from_file(name: str, path: str | Path) -> dict[str, torch.Tensor
         raise PixelwiseError(f"backbone {name!r}: weight file {path} does not exist; pass the path of a "
                              f"local .safetensors or weights-only torch file, or pretrained=False")
     from pixelwise.models.pretrained import load_weights
-    full = timm.create_model(name, pretrained=False, num_classes=0)
+    full = timm.create_model(name, pretrained=False, num_classes=0, **arch)
     # Files with or without the ImageNet classifier both load; every other name must match.
     head = full.pretrained_cfg.get("classifier") or "classifier"
     heads = (head,) if isinstance(head, str) else tuple(head)

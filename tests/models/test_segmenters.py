@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from torch.utils.flop_counter import FlopCounterMode
 
 import pixelwise.models.layers as layers
+from pixelwise.errors import PixelwiseError
 from pixelwise.models import create_model, list_models
 from pixelwise.models.checkpointing import set_grad_checkpointing
 
@@ -121,3 +122,32 @@ def test_ldn_backbone_weights_from_local_file(tmp_path):
     torch.testing.assert_close(body.denseblock3.denselayer20.conv2.weight,
                                dense.features.denseblock3.denselayer20.conv2.weight)
     torch.testing.assert_close(body.norm5.running_mean, dense.features.norm5.running_mean)
+
+
+def test_swiftnet_output_stride_2_uses_the_stride_2_features():
+    torch.manual_seed(0)
+    model = create_model("swiftnet", output_stride=2, widths=(16, 16, 8, 4), **TINY)
+    assert tuple(model.backbone.feature_info.reduction()) == (2, 4, 8, 16, 32)
+    assert model.head.upsample[-1].blend.conv.out_channels == 4
+    x = torch.rand(1, 3, 64, 64)
+    assert model(x).shape == (1, 3, 64, 64)
+    # The final features (what the heads classify) sit at stride 2, not 4.
+    assert model.forward_features(x).shape[-2:] == (32, 32)
+    with pytest.raises(PixelwiseError, match="output_stride must be 4 or 2"):
+        create_model("swiftnet", output_stride=8, **TINY)
+    with pytest.raises(ValueError, match="one width per skip level"):
+        create_model("swiftnet", output_stride=2, widths=(16, 16, 16), **TINY)
+
+
+def test_swiftnet_narrow_backbone_loads_its_own_weights(tmp_path):
+    """backbone_kwargs shape the backbone and the model a local weight file is read into alike."""
+    torch.manual_seed(0)
+    narrow = dict(channels=(16, 32, 64, 128), stem_width=16)
+    net = timm.create_model("resnet18", num_classes=10, **narrow)
+    path = tmp_path / "resnet18_narrow.safetensors"
+    save_file(net.state_dict(), str(path))
+    model = create_model("swiftnet", backbone_kwargs=narrow, pretrained=path, **TINY)
+    assert model.backbone.feature_info.channels() == [16, 32, 64, 128]
+    torch.testing.assert_close(model.backbone.body.layer3[1].conv2.weight, net.layer3[1].conv2.weight)
+    assert sum(p.numel() for p in model.backbone.parameters()) < 0.3 * sum(
+        p.numel() for p in create_model("swiftnet", **TINY).backbone.parameters())
