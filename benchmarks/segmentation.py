@@ -4,16 +4,17 @@ mIoU drop on every FS-Shift variant (texture, contrast, noise, blur).
     flock /tmp/pixelwise-bench.lock .venv/bin/python benchmarks/segmentation.py          # full protocol
     flock /tmp/pixelwise-bench.lock .venv/bin/python benchmarks/segmentation.py --quick  # smoke run
 
-Trains configs/swiftnet_rn18_fashion_scenes.yaml (2 CPU threads) on the 4000 train scenes, then
-evaluates the 1000 test scenes (whole 128x128 images, confusion matrix over all pixels) clean and under
-each shift. Training time is reported as wall-clock seconds and as process CPU seconds / 2 (what the
+Trains configs/swiftnet_rn18half_fashion_scenes.yaml (SwiftNet on a half-width ResNet-18; 2 CPU threads)
+on the 4000 train scenes, then evaluates the 1000 test scenes (whole 128x128 images, confusion matrix
+over all pixels) clean and under each shift. Training time is reported as wall-clock seconds and as process CPU seconds / 2 (what the
 run costs two otherwise idle cores; the machine is shared, so wall time overstates it under load).
 Parameters, FLOPs and peak memory of the architectures: benchmarks/segmentation_arch.py (cited below
 when results/segmentation_arch.json exists). Writes results/segmentation.{json,md}.
 
 No ImageNet weights for ResNet-18 can be had offline, so the backbone starts from random weights and
-learns at the full rate (the config says why). Overrides after the options change
-the recipe for a run, e.g. `model=swiftnet "model_kwargs={backbone: efficientnet_lite0, pretrained: true}"`.
+learns at the full rate (the config says why). `--config configs/swiftnet_rn18_fashion_scenes.yaml`
+trains the paper's full-width SwiftNet-RN18 instead. Overrides after the options change the recipe for
+a run, e.g. `model=swiftnet "model_kwargs={backbone: efficientnet_lite0, pretrained: true}"`.
 """
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def run(config: Path, quick: bool, out: Path, extra: list[str]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="64 px scenes, a few steps: a smoke run")
-    p.add_argument("--config", default=str(ROOT / "configs" / "swiftnet_rn18_fashion_scenes.yaml"))
+    p.add_argument("--config", default=str(ROOT / "configs" / "swiftnet_rn18half_fashion_scenes.yaml"))
     p.add_argument("--out", default=str(ROOT / "results"))
     p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=3")
     args = p.parse_args()
