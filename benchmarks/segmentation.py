@@ -6,8 +6,9 @@ mIoU drop on every FS-Shift variant (texture, contrast, noise, blur).
 
 Trains configs/swiftnet_rn18half_fashion_scenes.yaml (SwiftNet on a half-width ResNet-18; 2 CPU threads)
 on the 4000 train scenes, then evaluates the 1000 test scenes (whole 128x128 images, confusion matrix
-over all pixels) clean and under each shift. Training time is reported as wall-clock seconds and as process CPU seconds / 2 (what the
-run costs two otherwise idle cores; the machine is shared, so wall time overstates it under load).
+over all pixels) clean and under each shift. Training time is reported as wall-clock seconds and as
+process CPU seconds / 2 (what the run costs two otherwise idle cores; the machine is shared, so wall
+time overstates it under load).
 Parameters, FLOPs and peak memory of the architectures: benchmarks/segmentation_arch.py (cited below
 when results/segmentation_arch.json exists). Writes results/segmentation.{json,md}.
 

@@ -21,13 +21,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pixelwise.errors import PixelwiseError
-from pixelwise.models.backbones import Pretrained, create_backbone
+from pixelwise.models.backbones import REDUCTIONS, Pretrained, create_backbone
 from pixelwise.models.checkpointing import set_grad_checkpointing
 from pixelwise.models.layers import (BNReluConv, Blend, EncoderDecoder, LadderDecoder, SegmentationHeads,
                                      upsample)
 from pixelwise.models.registry import register_model
 
-OUTPUT_STRIDES = {4: (4, 8, 16, 32), 2: (2, 4, 8, 16, 32)}   # backbone feature strides per output stride
+OUTPUT_STRIDES = {4: REDUCTIONS, 2: (2, *REDUCTIONS)}   # backbone feature strides per output stride
 
 
 class SwiftNet(EncoderDecoder):
@@ -56,9 +56,10 @@ class SwiftNet(EncoderDecoder):
         if output_stride not in OUTPUT_STRIDES:
             raise PixelwiseError(f"SwiftNet output_stride must be 4 or 2, got {output_stride!r}")
         reductions = OUTPUT_STRIDES[output_stride]
-        levels = dict(out_indices=tuple(range(5))) if output_stride == 2 else {}
+        # backbone_kwargs may pick the levels themselves (out_indices); the check below then names a mismatch.
+        levels = dict(out_indices=tuple(range(len(reductions)))) if output_stride == 2 else {}
         self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=in_chans,
-                                        **levels, **(backbone_kwargs or {}))
+                                        **{**levels, **(backbone_kwargs or {})})
         if tuple(self.backbone.feature_info.reduction()) != reductions:
             raise PixelwiseError(f"SwiftNet output_stride={output_stride} needs backbone features at strides "
                                  f"{list(reductions)}; {backbone!r} gives {self.backbone.feature_info.reduction()}")

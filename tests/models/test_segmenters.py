@@ -137,6 +137,9 @@ def test_swiftnet_output_stride_2_uses_the_stride_2_features():
         create_model("swiftnet", output_stride=8, **TINY)
     with pytest.raises(ValueError, match="one width per skip level"):
         create_model("swiftnet", output_stride=2, widths=(16, 16, 16), **TINY)
+    # Levels picked in backbone_kwargs that do not fit the output stride: named, not a TypeError.
+    with pytest.raises(PixelwiseError, match=r"needs backbone features at strides \[2, 4, 8, 16, 32\]"):
+        create_model("swiftnet", output_stride=2, backbone_kwargs={"out_indices": (1, 2, 3, 4)}, **TINY)
 
 
 def test_swiftnet_narrow_backbone_loads_its_own_weights(tmp_path):
