@@ -5,7 +5,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import torch.nn as nn
@@ -51,10 +51,32 @@ def load_resume_state(path: str | Path) -> dict:
         raise PixelwiseError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from e
 
 
+@torch.no_grad()
+def flush_subnormals_(tensors: Iterable[torch.Tensor]) -> int:
+    """Set subnormal floats (0 < |x| < finfo(dtype).tiny) to zero, in place; returns how many there were.
+
+    Weights and batch-norm statistics of channels that stopped learning decay towards zero and end
+    up subnormal, and CPUs compute with subnormal operands many times slower: one trained SwiftNet
+    ran CPU inference 4-5x slower until its 1% subnormal weights were zeroed. Zeroing them changes
+    no output by more than ~1e-38 per product.
+    """
+    count = 0
+    for t in tensors:
+        if t.is_floating_point():
+            tiny = (t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)
+            count += int(tiny.sum())
+            t.masked_fill_(tiny, 0)
+    return count
+
+
 def save_weights(model: nn.Module, run_dir: str | Path, config: dict) -> None:
-    """model.safetensors and config.json (model name and kwargs, class names) in `run_dir`."""
+    """model.safetensors and config.json (model name and kwargs, class names) in `run_dir`.
+
+    Subnormal values are zeroed first, in the model itself too (see flush_subnormals_).
+    """
     run_dir = Path(run_dir)
     state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
+    flush_subnormals_([*unwrap(model).state_dict().values(), *state.values()])
     atomic_write(run_dir / WEIGHTS, lambda tmp: save_file(state, tmp))
     write_json(run_dir / CONFIG, config)
 
@@ -69,10 +91,11 @@ def read_run(run: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     if not weights.is_file():
         raise PixelwiseError(f"{weights}: no weights; the run may not have finished (resume it with --resume)")
     try:
-        config = json.loads((folder / CONFIG).read_text())
-        return config, load_file(str(weights))
+        config, state = json.loads((folder / CONFIG).read_text()), load_file(str(weights))
     except Exception as e:
         raise PixelwiseError(f"{folder}: unreadable run files ({type(e).__name__}: {e})") from e
+    flush_subnormals_(state.values())   # files written before save_weights flushed them
+    return config, state
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
 from safetensors.torch import load_file
 
 from pixelwise.config import load_config
@@ -139,3 +140,23 @@ def test_torchrun_two_processes_on_cpu(fake_fmnist, tmp_path):
     # 512 items over 2 processes of batch 32: 8 steps per epoch.
     assert s["status"] == "finished" and s["total_steps"] == 24
     assert s["test"]["top1"] > 0.9
+
+
+def test_saved_and_loaded_weights_have_no_subnormals(tmp_path):
+    from safetensors.torch import save_file
+
+    from pixelwise.engine.checkpoint import WEIGHTS, flush_subnormals_, read_run, save_weights
+    tiny = torch.finfo(torch.float32).tiny
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([tiny / 4, 0.5]).view(2, 1, 1, 1))
+        model[1].running_var.copy_(torch.tensor([1.0, -tiny / 2]))
+    normal = torch.tensor([tiny, -tiny, 1e-30, 0.0], dtype=torch.float32)
+    assert flush_subnormals_([normal.clone(), torch.arange(3)]) == 0   # normals and ints untouched
+    save_weights(model, tmp_path, {"model": "x"})
+    saved = load_file(str(tmp_path / WEIGHTS))
+    assert saved["0.weight"].flatten().tolist() == [0.0, 0.5] and saved["1.running_var"].tolist() == [1.0, 0.0]
+    assert model[0].weight.flatten().tolist() == [0.0, 0.5]   # the live model is flushed too
+    # Files written without flushing are flushed when read.
+    save_file({"w": torch.tensor([tiny / 8, 2.0])}, str(tmp_path / WEIGHTS))
+    assert read_run(tmp_path)[1]["w"].tolist() == [0.0, 2.0]
