@@ -42,7 +42,7 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from pixelwise.predict import evaluate_run
     result = evaluate_run(args.checkpoint, split=args.split, data_dir=args.data_dir,
-                          out_dir=args.out, progress=not args.quiet)
+                          out_dir=args.out, progress=not args.quiet, scales=args.scales, flip=args.flip)
     print(result["text"])
     json_output(args, result["metrics"])
     return 0
@@ -53,7 +53,7 @@ def cmd_predict(args) -> int:
     if not args.checkpoint and not args.model:
         raise PixelwiseError("predict: give --checkpoint RUN_FOLDER or --model NAME")
     results = predict_images(args.images, checkpoint=args.checkpoint, model=args.model,
-                             topk=args.topk, out_dir=args.out)
+                             topk=args.topk, out_dir=args.out, scales=args.scales, flip=args.flip)
     for r in results:
         print(r["image"])
         for c in r.get("top", []):
@@ -66,6 +66,14 @@ def cmd_predict(args) -> int:
 
 # Modules that add their own commands with `add_commands(subparsers)`; they import heavy things lazily.
 COMMAND_MODULES = ("pixelwise.attacks.cli", "pixelwise.bench.cli", "pixelwise.demo")
+
+
+def add_tta_options(parser: argparse.ArgumentParser) -> None:
+    """Test-time augmentation of segmenters; unset, a run uses its config's data.eval_scales/eval_flip."""
+    parser.add_argument("--scales", type=float, nargs="+", default=None, metavar="S",
+                        help="segmentation: average over the image resized by these factors, e.g. 0.75 1 1.25")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="segmentation: also average over the left-right mirrored image")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--out", default=None, help="folder for tables and figures (default RUN/eval)")
+    add_tta_options(e)
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("predict", help="classify (or segment) image files")
@@ -93,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default=None, help="a pretrained model name, e.g. efficientnet_lite0")
     r.add_argument("--topk", type=int, default=5)
     r.add_argument("--out", default="predictions", help="folder for overlays (segmentation)")
+    add_tta_options(r)
     r.set_defaults(func=cmd_predict)
 
     for module in COMMAND_MODULES:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +35,8 @@ class DataConfig(Section):
     canvas_size: int = Field(128, ge=16)                # fashion_scenes canvas side in pixels
     variant: Literal["texture", "contrast", "noise", "blur"] | None = None  # fashion_scenes: FS-Shift test
     eval_window: int | None = Field(None, ge=8)         # sliding-window evaluation side (None: whole image)
+    eval_scales: list[Annotated[float, Field(gt=0)]] = Field([1.0], min_length=1)  # test-time image scales
+    eval_flip: bool = False                              # also average the left-right mirrored image
 
 
 class OptimConfig(Section):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -42,8 +43,12 @@ def classify(model: nn.Module, images: torch.Tensor, classes: list[str], topk: i
 
 
 def predict_images(images: list[str], checkpoint: str | None = None, model: str | None = None,
-                   topk: int = 5, out_dir: str | Path = "predictions") -> list[dict]:
-    """Top-k predictions of a trained run (or of a named pretrained model) for image files."""
+                   topk: int = 5, out_dir: str | Path = "predictions", scales: Sequence[float] | None = None,
+                   flip: bool | None = None) -> list[dict]:
+    """Top-k predictions of a trained run (or of a named pretrained model) for image files.
+
+    Segmentation runs write overlays instead; `scales`/`flip` set their test-time augmentation
+    (default: the run's data.eval_scales / data.eval_flip, see segment_logits)."""
     if model is not None:
         from pixelwise.models.pretrained import load_pretrained_classifier
         net, classes, preprocess = load_pretrained_classifier(model)
@@ -52,7 +57,7 @@ def predict_images(images: list[str], checkpoint: str | None = None, model: str 
         net, config = load_run(checkpoint)
         classes = config["classes"]
         if config.get("task") == "segmentation":
-            return segment_images(net, config, images, out_dir)
+            return segment_images(net, config, images, out_dir, scales, flip)
         channels, side = input_size(config)
         batch = [TF.resize(read_image(p, "L" if channels == 1 else "RGB"), [side, side], antialias=True)
                  for p in images]
@@ -60,8 +65,12 @@ def predict_images(images: list[str], checkpoint: str | None = None, model: str 
 
 
 def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = None,
-                 out_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Metrics of a run on its dataset; tables and figures written to out_dir (default RUN/eval)."""
+                 out_dir: str | Path | None = None, progress: bool = True,
+                 scales: Sequence[float] | None = None, flip: bool | None = None) -> dict:
+    """Metrics of a run on its dataset; tables and figures written to out_dir (default RUN/eval).
+
+    scales, flip: test-time augmentation of a segmentation run (default: the run's data.eval_scales
+    and data.eval_flip; see pixelwise.engine.inference.segment_logits)."""
     from pixelwise.config import DataConfig
     from pixelwise.data import build_dataset
     from pixelwise.engine.checkpoint import write_json
@@ -71,6 +80,10 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
     data = DataConfig.model_validate(config["train_config"]["data"])
     if data_dir:
         data.root = data_dir
+    if scales is not None:
+        data.eval_scales = list(scales)
+    if flip is not None:
+        data.eval_flip = flip
     dataset = build_dataset(data, split)
     classes = config["classes"]
     from pixelwise.outliers.scores import run_outlier_mode
@@ -94,23 +107,28 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
     return {"metrics": metrics, "text": text}
 
 
-def segment_images(model: nn.Module, config: dict, images: list[str], out_dir: str | Path) -> list[dict]:
+def segment_images(model: nn.Module, config: dict, images: list[str], out_dir: str | Path,
+                   scales: Sequence[float] | None = None, flip: bool | None = None) -> list[dict]:
     """Segment image files with a trained segmenter; colour overlays and label maps written as PNG.
 
-    Each image is read as RGB at its own size (sliding windows when the run used data.eval_window);
+    Each image is read as RGB at its own size (sliding windows when the run used data.eval_window;
+    test-time scales and flip as given, else as the run's data.eval_scales and data.eval_flip);
     writes OUT/STEM_overlay.png (prediction blended on the image) and OUT/STEM_labels.png (class
     indices). Returns per image the files and the fraction of pixels of each predicted class.
     """
     from pixelwise.engine.inference import segment_logits
     from pixelwise.viz.overlays import overlay, palette_for, save_png
     classes, out_dir = config["classes"], Path(out_dir)
-    window = config.get("train_config", {}).get("data", {}).get("eval_window")
+    data = config.get("train_config", {}).get("data", {})
+    window = data.get("eval_window")
+    scales = scales if scales is not None else data.get("eval_scales", (1.0,))
+    flip = flip if flip is not None else data.get("eval_flip", False)
     palette, results = palette_for(classes), []
     from pixelwise.outliers.scores import run_outlier_mode
     outlier_mode = run_outlier_mode(config)
     for path in images:
         image = read_image(path, "RGB")
-        pred = segment_logits(model, image[None], window).argmax(1)[0]
+        pred = segment_logits(model, image[None], window, scales=scales, flip=flip).argmax(1)[0]
         stem = Path(path).stem
         files = {"overlay": str(save_png(overlay(image, pred, palette), out_dir / f"{stem}_overlay.png")),
                  "labels": str(save_png(pred.to(torch.uint8).numpy(), out_dir / f"{stem}_labels.png"))}
@@ -131,7 +149,7 @@ def evaluate_segmentation_run(model: nn.Module, dataset, classes: list[str], dat
     """mIoU, per-class IoU table (Markdown, JSON) and confusion-matrix figure of a segmentation run."""
     from pixelwise.engine.inference import evaluate_segmenter, write_segmentation_report
     meter = evaluate_segmenter(model, dataset, len(classes), torch.device("cpu"), progress=progress,
-                               window=data.eval_window)
+                               window=data.eval_window, scales=data.eval_scales, flip=data.eval_flip)
     out = Path(out_dir or Path(run) / "eval")
     metrics = {"run": str(run), "split": split,
                **write_segmentation_report(meter, classes, out, title=f"{Path(run).name} {split}")}

@@ -1,5 +1,8 @@
-"""Segmentation inference: whole-image or sliding-window logits, and evaluation over a dataset."""
+"""Segmentation inference: whole-image or sliding-window logits, test-time augmentation (image scales,
+horizontal flip), and evaluation over a dataset."""
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -26,13 +29,43 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
 
 @torch.inference_mode()
 def segment_logits(model: nn.Module, images: torch.Tensor, window: int | tuple[int, int] | None = None,
-                   stride: int | tuple[int, int] | None = None) -> torch.Tensor:
+                   stride: int | tuple[int, int] | None = None, scales: Sequence[float] = (1.0,),
+                   flip: bool = False) -> torch.Tensor:
     """Logits (N, K, H, W) of a segmenter for images (N, C, H, W) float in [0, 1].
 
     window None: one pass over the whole image. Otherwise overlapping (wh, ww) windows every
     `stride` px (default: half a window), their logits averaged where they overlap; images smaller
     than a window are zero-padded and the padding cropped from the output.
+    Test-time augmentation: the model also sees the images resized by each factor in `scales`
+    (bilinear, antialiased when shrinking) and, with `flip`, mirrored left-right; the class
+    probabilities of all passes, resized back to (H, W), are averaged and their log returned (as
+    logits: the argmax and the cross-entropy are those of the averaged probabilities). With the
+    defaults (scales (1.0,), no flip) the model's raw logits are returned.
     """
+    scales = tuple(float(s) for s in scales)
+    if not scales or min(scales) <= 0:
+        raise PixelwiseError(f"test-time scales must be positive numbers, got {list(scales)}")
+    if scales == (1.0,) and not flip:
+        return _window_logits(model, images, window, stride)
+    h, w = images.shape[-2:]
+    total = None
+    for s in scales:
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        x = images if size == (h, w) else F.interpolate(images, size=size, mode="bilinear",
+                                                         align_corners=False, antialias=s < 1)
+        for mirrored in ((False, True) if flip else (False,)):
+            logits = _window_logits(model, x.flip(-1) if mirrored else x, window, stride).float()
+            logits = logits.flip(-1) if mirrored else logits
+            if logits.shape[-2:] != (h, w):
+                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            probs = logits.softmax(1)
+            total = probs if total is None else total + probs
+    return (total / (len(scales) * (2 if flip else 1))).clamp_min(1e-12).log()
+
+
+def _window_logits(model: nn.Module, images: torch.Tensor, window: int | tuple[int, int] | None,
+                   stride: int | tuple[int, int] | None) -> torch.Tensor:
+    """One pass of `segment_logits` at one scale: the whole image, or averaged sliding windows."""
     if window is None:
         return _logits(model, images)
     wh, ww = (window, window) if isinstance(window, int) else window
@@ -65,11 +98,12 @@ def _stack_same_size(batch: list):
 def evaluate_segmenter(model: nn.Module, dataset: Dataset, num_classes: int, device: torch.device,
                        batch_size: int = 8, workers: int = 0, progress: bool = True,
                        window: int | tuple[int, int] | None = None,
-                       stride: int | tuple[int, int] | None = None) -> SegmentationMeter:
+                       stride: int | tuple[int, int] | None = None, scales: Sequence[float] = (1.0,),
+                       flip: bool = False) -> SegmentationMeter:
     """Confusion matrix, mIoU, pixel accuracy and mean loss of `model` over all pixels of `dataset`.
 
     Images of different sizes are evaluated one at a time; `window`/`stride` select sliding-window
-    inference (see `segment_logits`).
+    inference, `scales`/`flip` test-time augmentation (see `segment_logits`).
     """
     was_training = model.training
     model.eval()
@@ -79,7 +113,7 @@ def evaluate_segmenter(model: nn.Module, dataset: Dataset, num_classes: int, dev
     for groups in tqdm(loader, desc="eval", leave=False, disable=not progress or None):
         for x, y in groups:
             x, y = x.to(device), y.to(device).long()
-            logits = segment_logits(model, x, window, stride)
+            logits = segment_logits(model, x, window, stride, scales, flip)
             if logits.shape[-2:] != y.shape[-2:]:
                 raise PixelwiseError(f"model output {tuple(logits.shape[-2:])} differs from the mask size "
                                      f"{tuple(y.shape[-2:])}; segmenters must return logits at input size")

@@ -69,7 +69,8 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg, task: str, num_classes: in
     if task == "segmentation":
         from pixelwise.engine.inference import evaluate_segmenter
         return evaluate_segmenter(model, dataset, num_classes, device, cfg.eval_batch_size,
-                                  workers=cfg.data.workers, progress=progress, window=cfg.data.eval_window)
+                                  workers=cfg.data.workers, progress=progress, window=cfg.data.eval_window,
+                                  scales=cfg.data.eval_scales, flip=cfg.data.eval_flip)
     raise NotImplementedError(f"evaluation of task {task!r}")
 
 

@@ -80,7 +80,18 @@ def test_train_eval_predict_on_tiny_fashion_scenes(tmp_path, capsys):
     for name in ("per_class_iou.md", "per_class_iou.json", "confusion_matrix.png"):
         assert (run / "eval" / name).is_file()
 
+    # Test-time augmentation from the command line scores what the Python API scores.
     from pixelwise.data.scenes import FashionScenes
+    from pixelwise.engine.inference import evaluate_segmenter
+    from pixelwise.predict import load_run
+    assert main(["eval", str(run), "--quiet", "--scales", "0.5", "1", "--flip", "--out", str(tmp_path / "tta"),
+                 "--json", str(tmp_path / "tta.json")]) == 0
+    model, _ = load_run(run)
+    test_set = FashionScenes("test", root=tmp_path / "cache", size=32, n=8)
+    tta = evaluate_segmenter(model, test_set, 11, torch.device("cpu"), progress=False, scales=(0.5, 1), flip=True)
+    assert json.loads((tmp_path / "tta.json").read_text())["miou"] == pytest.approx(tta.summary()["miou"])
+    assert not torch.equal(tta.cm, evaluate_segmenter(model, test_set, 11, torch.device("cpu"), progress=False).cm)
+
     scene = FashionScenes("test", root=tmp_path / "cache", size=32, n=2)
     paths = []
     for i in range(2):
@@ -91,6 +102,13 @@ def test_train_eval_predict_on_tiny_fashion_scenes(tmp_path, capsys):
     overlay = np.asarray(Image.open(out / "scene0_overlay.png"))
     labels = np.asarray(Image.open(out / "scene1_labels.png"))
     assert overlay.shape == (32, 32, 3) and labels.shape == (32, 32) and labels.max() < 11
+    assert main(["predict", "--checkpoint", str(run), str(paths[1]), "--out", str(out / "tta"), "--flip",
+                 "--quiet"]) == 0
+    from pixelwise.data.folders import read_image
+    image = read_image(paths[1], "RGB")[None]
+    flipped = segment_logits(model, image, flip=True).argmax(1)[0].numpy()
+    assert (flipped != segment_logits(model, image).argmax(1)[0].numpy()).any()   # so the flag is seen
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "tta" / "scene1_labels.png")), flipped)
 
 
 def test_resume_equals_uninterrupted(tmp_path):
