@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pixelwise.errors import PixelwiseError
 
@@ -105,6 +105,15 @@ class TrainConfig(Section):
     eval_every_epoch: bool = True
     eval_train: bool = False                    # also measure accuracy on the training set each epoch
 
+    @model_validator(mode="after")
+    def _augmentation_only_for_plain_segmenters(self) -> "TrainConfig":
+        if (self.data.eval_scales != [1.0] or self.data.eval_flip) and (
+                self.data.name == "fs_ood" or self.outliers.mode != "none"):
+            raise ValueError("data.eval_scales / data.eval_flip (test-time augmentation) apply to segmenters "
+                             "without outlier scoring; outlier runs are evaluated with one pass per image, "
+                             "so leave both at their defaults ([1.0], false)")
+        return self
+
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir or f"runs/{self.name}")
@@ -139,6 +148,8 @@ def build_config(raw: dict, source: str = "config", cls: type[Section] = TrainCo
     except ValidationError as e:
         err = e.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
+        if not key:   # a check across keys: its message names them
+            raise PixelwiseError(f"{source}: {err['msg'].removeprefix('Value error, ')}") from None
         if err["type"] == "extra_forbidden":
             known = _known_keys(cls, err["loc"][:-1])
             hint = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)

@@ -49,15 +49,17 @@ def predict_images(images: list[str], checkpoint: str | None = None, model: str 
 
     Segmentation runs write overlays instead; `scales`/`flip` set their test-time augmentation
     (default: the run's data.eval_scales / data.eval_flip, see segment_logits)."""
+    net, config = (None, {}) if model is not None else load_run(checkpoint)
+    if config.get("task") == "segmentation":
+        return segment_images(net, config, images, out_dir, scales, flip)
+    if scales is not None or flip is not None:
+        raise PixelwiseError("--scales/--flip (test-time augmentation) apply to segmentation runs only")
     if model is not None:
         from pixelwise.models.pretrained import load_pretrained_classifier
         net, classes, preprocess = load_pretrained_classifier(model)
         batch = [preprocess(read_image(p, "RGB")) for p in images]
     else:
-        net, config = load_run(checkpoint)
         classes = config["classes"]
-        if config.get("task") == "segmentation":
-            return segment_images(net, config, images, out_dir, scales, flip)
         channels, side = input_size(config)
         batch = [TF.resize(read_image(p, "L" if channels == 1 else "RGB"), [side, side], antialias=True)
                  for p in images]
@@ -75,18 +77,24 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
     from pixelwise.data import build_dataset
     from pixelwise.engine.checkpoint import write_json
     from pixelwise.engine.evaluate import evaluate_classifier
+    from pixelwise.outliers.scores import run_outlier_mode
     from pixelwise.viz.figures import plot_confusion_matrix
     model, config = load_run(run)
     data = DataConfig.model_validate(config["train_config"]["data"])
     if data_dir:
         data.root = data_dir
+    if (scales is not None or flip is not None) and (
+            config.get("task") != "segmentation" or run_outlier_mode(config) is not None):
+        raise PixelwiseError(f"{run}: --scales/--flip (test-time augmentation) apply to segmentation runs "
+                             "without outlier scoring; evaluate this run without them")
+    if scales is not None and (not scales or min(scales) <= 0):
+        raise PixelwiseError(f"--scales must be positive numbers, got {list(scales)}")
     if scales is not None:
         data.eval_scales = list(scales)
     if flip is not None:
         data.eval_flip = flip
     dataset = build_dataset(data, split)
     classes = config["classes"]
-    from pixelwise.outliers.scores import run_outlier_mode
     if config.get("task") == "segmentation" and run_outlier_mode(config) is not None:
         from pixelwise.outliers.evaluate import evaluate_outlier_run
         return evaluate_outlier_run(model, dataset, classes, run_outlier_mode(config), run, split, out_dir,

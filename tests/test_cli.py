@@ -59,5 +59,10 @@ def test_bad_inputs_give_one_line_errors(trained_run, tmp_path, capsys):
     assert "unknown config key 'optim.lrr'" in capsys.readouterr().err
     assert main(["train", str(_empty(tmp_path)), "model=nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+    # Test-time augmentation is for segmenters: a classifier run refuses it instead of ignoring it.
+    assert main(["eval", str(trained_run), "--flip"]) == 2
+    assert "apply to segmentation runs" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(trained_run), str(bad), "--scales", "1", "0.5"]) == 2
+    assert "apply to segmentation runs only" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", str(_empty(tmp_path)), "--bogus"])

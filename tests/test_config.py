@@ -31,6 +31,11 @@ def test_wrong_type_names_key_and_value():
         load_config(None, ["optim.name=rmsprop"])
     with pytest.raises(PixelwiseError, match=r"config key 'optim.lr'.*greater than 0"):
         load_config(None, ["optim.lr=-1"])
+    with pytest.raises(PixelwiseError, match=r"config key 'data.eval_scales.1'.*greater than 0"):
+        load_config(None, ["data.eval_scales=[1, 0]"])
+    # A check across keys: its message names both of them.
+    with pytest.raises(PixelwiseError, match=r"^overrides: data.eval_scales / data.eval_flip .* outlier runs"):
+        load_config(None, ["data.name=fs_ood", "data.eval_flip=true"])
 
 
 def test_bad_files(tmp_path):
