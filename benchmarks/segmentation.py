@@ -63,7 +63,7 @@ def run(config: Path, quick: bool, out: Path, extra: list[str]) -> dict:
     model, _ = load_run(run_dir)
     n_test = 40 if quick else None
     tta = {"scales": cfg.data.eval_scales, "flip": cfg.data.eval_flip}
-    has_tta = tta != {"scales": [1.0], "flip": False}
+    has_tta = cfg.data.test_time_augmentation
     rows, clean, clean_tta = [], None, None
     for shift in (None, *SHIFTS):
         ds = FashionScenes("test", root=cfg.data.root, size=cfg.data.canvas_size, n=n_test, shift=shift)

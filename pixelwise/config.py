@@ -38,6 +38,11 @@ class DataConfig(Section):
     eval_scales: list[Annotated[float, Field(gt=0)]] = Field([1.0], min_length=1)  # test-time image scales
     eval_flip: bool = False                              # also average the left-right mirrored image
 
+    @property
+    def test_time_augmentation(self) -> bool:
+        """Whether evaluation averages more than the one plain pass (eval_scales, eval_flip)."""
+        return self.eval_scales != [1.0] or self.eval_flip
+
 
 class OptimConfig(Section):
     name: Literal["sgd", "adam", "adamw"] = "sgd"
@@ -107,8 +112,7 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _augmentation_only_for_plain_segmenters(self) -> "TrainConfig":
-        if (self.data.eval_scales != [1.0] or self.data.eval_flip) and (
-                self.data.name == "fs_ood" or self.outliers.mode != "none"):
+        if self.data.test_time_augmentation and (self.data.name == "fs_ood" or self.outliers.mode != "none"):
             raise ValueError("data.eval_scales / data.eval_flip (test-time augmentation) apply to segmenters "
                              "without outlier scoring; outlier runs are evaluated with one pass per image, "
                              "so leave both at their defaults ([1.0], false)")

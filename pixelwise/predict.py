@@ -87,12 +87,9 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
             config.get("task") != "segmentation" or run_outlier_mode(config) is not None):
         raise PixelwiseError(f"{run}: --scales/--flip (test-time augmentation) apply to segmentation runs "
                              "without outlier scoring; evaluate this run without them")
-    if scales is not None and (not scales or min(scales) <= 0):
-        raise PixelwiseError(f"--scales must be positive numbers, got {list(scales)}")
-    if scales is not None:
-        data.eval_scales = list(scales)
-    if flip is not None:
-        data.eval_flip = flip
+    overrides = {"eval_scales": scales, "eval_flip": flip}
+    # Not validated here: segment_logits checks the scales.
+    data = data.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     dataset = build_dataset(data, split)
     classes = config["classes"]
     if config.get("task") == "segmentation" and run_outlier_mode(config) is not None:
@@ -124,13 +121,14 @@ def segment_images(model: nn.Module, config: dict, images: list[str], out_dir: s
     writes OUT/STEM_overlay.png (prediction blended on the image) and OUT/STEM_labels.png (class
     indices). Returns per image the files and the fraction of pixels of each predicted class.
     """
+    from pixelwise.config import DataConfig
     from pixelwise.engine.inference import segment_logits
     from pixelwise.viz.overlays import overlay, palette_for, save_png
     classes, out_dir = config["classes"], Path(out_dir)
-    data = config.get("train_config", {}).get("data", {})
-    window = data.get("eval_window")
-    scales = scales if scales is not None else data.get("eval_scales", (1.0,))
-    flip = flip if flip is not None else data.get("eval_flip", False)
+    data = DataConfig.model_validate(config.get("train_config", {}).get("data", {}))
+    window = data.eval_window
+    scales = scales if scales is not None else data.eval_scales
+    flip = flip if flip is not None else data.eval_flip
     palette, results = palette_for(classes), []
     from pixelwise.outliers.scores import run_outlier_mode
     outlier_mode = run_outlier_mode(config)

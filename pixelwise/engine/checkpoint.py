@@ -74,9 +74,9 @@ def save_weights(model: nn.Module, run_dir: str | Path, config: dict) -> None:
 
     Subnormal values are zeroed first, in the model itself too (see flush_subnormals_).
     """
-    run_dir = Path(run_dir)
-    state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
-    flush_subnormals_([*unwrap(model).state_dict().values(), *state.values()])
+    run_dir, model = Path(run_dir), unwrap(model)
+    flush_subnormals_(model.state_dict().values())
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(run_dir / WEIGHTS, lambda tmp: save_file(state, tmp))
     write_json(run_dir / CONFIG, config)
 

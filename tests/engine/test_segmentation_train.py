@@ -86,6 +86,8 @@ def test_train_eval_predict_on_tiny_fashion_scenes(tmp_path, capsys):
     from pixelwise.predict import load_run
     assert main(["eval", str(run), "--quiet", "--scales", "0.5", "1", "--flip", "--out", str(tmp_path / "tta"),
                  "--json", str(tmp_path / "tta.json")]) == 0
+    assert main(["eval", str(run), "--quiet", "--scales", "1", "0"]) == 2
+    assert "test-time scales must be positive numbers, got [1.0, 0.0]" in capsys.readouterr().err
     model, _ = load_run(run)
     test_set = FashionScenes("test", root=tmp_path / "cache", size=32, n=8)
     tta = evaluate_segmenter(model, test_set, 11, torch.device("cpu"), progress=False, scales=(0.5, 1), flip=True)
