@@ -39,10 +39,24 @@ def cmd_train(args) -> int:
     return 0 if summary["status"] == "finished" else 130
 
 
+def image_limit(text: str) -> int | str:
+    """argparse type of --limit: a positive image count or 'all'."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of images or 'all', got {text!r}")
+    return value
+
+
 def cmd_eval(args) -> int:
     from pixelwise.predict import evaluate_run
     result = evaluate_run(args.checkpoint, split=args.split, data_dir=args.data_dir,
-                          out_dir=args.out, progress=not args.quiet, scales=args.scales, flip=args.flip)
+                          out_dir=args.out, progress=not args.quiet, scales=args.scales, flip=args.flip,
+                          limit=args.limit)
     print(result["text"])
     json_output(args, result["metrics"])
     return 0
@@ -93,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--out", default=None, help="folder for tables and figures (default RUN/eval)")
+    e.add_argument("--limit", type=image_limit, default=None, metavar="N|all",
+                   help="evaluate the first N images of the split, or all (default: the run's data.test_limit)")
     add_tta_options(e)
     e.set_defaults(func=cmd_eval)
 

@@ -68,17 +68,17 @@ def predict_images(images: list[str], checkpoint: str | None = None, model: str 
 
 def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = None,
                  out_dir: str | Path | None = None, progress: bool = True,
-                 scales: Sequence[float] | None = None, flip: bool | None = None) -> dict:
+                 scales: Sequence[float] | None = None, flip: bool | None = None,
+                 limit: int | str | None = None) -> dict:
     """Metrics of a run on its dataset; tables and figures written to out_dir (default RUN/eval).
 
     scales, flip: test-time augmentation of a segmentation run (default: the run's data.eval_scales
-    and data.eval_flip; see pixelwise.engine.inference.segment_logits)."""
+    and data.eval_flip; see pixelwise.engine.inference.segment_logits). limit: evaluate the first
+    `limit` images of the split, or 'all' of them (default: the run's data.test_limit, or
+    data.train_limit for split 'train', the subset it was trained and evaluated with)."""
     from pixelwise.config import DataConfig
     from pixelwise.data import build_dataset
-    from pixelwise.engine.checkpoint import write_json
-    from pixelwise.engine.evaluate import evaluate_classifier
     from pixelwise.outliers.scores import run_outlier_mode
-    from pixelwise.viz.figures import plot_confusion_matrix
     model, config = load_run(run)
     data = DataConfig.model_validate(config["train_config"]["data"])
     if data_dir:
@@ -87,10 +87,29 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
             config.get("task") != "segmentation" or run_outlier_mode(config) is not None):
         raise PixelwiseError(f"{run}: --scales/--flip (test-time augmentation) apply to segmentation runs "
                              "without outlier scoring; evaluate this run without them")
+    limit_key = "train_limit" if split == "train" else "test_limit"
+    if limit is not None and limit != "all" and (not isinstance(limit, int) or limit < 1):
+        raise PixelwiseError(f"eval limit must be a positive number of images or 'all', got {limit!r}")
+    run_limit = getattr(data, limit_key) if limit is None else None
     overrides = {"eval_scales": scales, "eval_flip": flip}
     # Not validated here: segment_logits checks the scales.
     data = data.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    if limit is not None:
+        data = data.model_copy(update={limit_key: None if limit == "all" else limit})
     dataset = build_dataset(data, split)
+    result = _evaluate_dataset(model, config, dataset, data, run, split, out_dir, progress)
+    if run_limit is not None:
+        result["text"] += (f" (the first {run_limit}: the run's data.{limit_key}; --limit all evaluates the "
+                           "whole split)")
+    return result
+
+
+def _evaluate_dataset(model: nn.Module, config: dict, dataset, data, run, split: str,
+                      out_dir: str | Path | None, progress: bool) -> dict:
+    from pixelwise.engine.checkpoint import write_json
+    from pixelwise.engine.evaluate import evaluate_classifier
+    from pixelwise.outliers.scores import run_outlier_mode
+    from pixelwise.viz.figures import plot_confusion_matrix
     classes = config["classes"]
     if config.get("task") == "segmentation" and run_outlier_mode(config) is not None:
         from pixelwise.outliers.evaluate import evaluate_outlier_run

@@ -76,9 +76,23 @@ def test_train_eval_predict_on_tiny_fashion_scenes(tmp_path, capsys):
     assert main(["eval", str(run), "--quiet", "--json", str(tmp_path / "eval.json")]) == 0
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert evaluated["miou"] == pytest.approx(test["miou"]) and evaluated["n"] == 8
-    assert "mIoU" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "mIoU" in printed and "the first 8: the run's data.test_limit" in printed
     for name in ("per_class_iou.md", "per_class_iou.json", "confusion_matrix.png"):
         assert (run / "eval" / name).is_file()
+    # --limit overrides the run's data.test_limit: fewer scenes, or the whole test split (1000).
+    assert main(["eval", str(run), "--quiet", "--limit", "3", "--out", str(tmp_path / "few"),
+                 "--json", str(tmp_path / "few.json")]) == 0
+    few = json.loads((tmp_path / "few.json").read_text())
+    cm = np.array(json.loads((tmp_path / "few" / "confusion_matrix.json").read_text())["matrix"])
+    assert few["n"] == 3 and cm.sum() == 3 * 32 * 32 and "data.test_limit" not in capsys.readouterr().out
+    assert main(["eval", str(run), "--quiet", "--limit", "all", "--out", str(tmp_path / "all"),
+                 "--json", str(tmp_path / "all.json")]) == 0
+    assert json.loads((tmp_path / "all.json").read_text())["n"] == 1000
+    for bad in ("0", "ten"):
+        with pytest.raises(SystemExit):
+            main(["eval", str(run), "--limit", bad])
+        assert f"expected a positive number of images or 'all', got '{bad}'" in capsys.readouterr().err
 
     # Test-time augmentation from the command line scores what the Python API scores.
     from pixelwise.data.scenes import FashionScenes
