@@ -18,19 +18,13 @@ tell a generalisation gap from an unfinished run.
 """
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
 
-# On a shared machine, spinning OpenMP threads fight other processes for the cores; passive waiting
-# keeps 2-thread runs from slowing down many-fold under load (no effect on the results).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
