@@ -75,7 +75,7 @@ def train_run(config: str, out_dir: Path, quick: bool, threads: int, extra: list
     cfg = load_config(ROOT / "configs" / config, overrides)
     summary = train(cfg, progress=sys.stderr.isatty())
     return out_dir, {"config": config, "epochs": cfg.epochs, "adversarial": cfg.adversarial.model_dump(),
-                     "precision": cfg.precision, "train_seconds": summary["train_seconds"],
+                     "precision": summary["precision"], "train_seconds": summary["train_seconds"],
                      "test_top1_full": summary["test"]["top1"]}
 
 

@@ -40,7 +40,7 @@ def run(models: list[str], quick: bool, out: Path) -> list[dict]:
         params = sum(p.numel() for p in create_model(cfg.model, **cfg.model_kwargs).parameters())
         anchor = ANCHORS.get(name, ("", float("nan")))
         rows.append({"model": name, "params": params, "epochs": cfg.epochs,
-                     "precision": cfg.precision, "test_top1": summary["test"]["top1"],
+                     "precision": summary["precision"], "test_top1": summary["test"]["top1"],
                      "test_top5": summary["test"]["top5"], "train_seconds": summary["train_seconds"],
                      "train_cpu_seconds": summary["train_cpu_seconds"], "threads": cfg.threads,
                      "published": anchor[0], "published_top1": anchor[1]})

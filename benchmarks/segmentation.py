@@ -101,7 +101,7 @@ def run(config: Path, quick: bool, out: Path, extra: list[str]) -> dict:
               "rows": rows, "architecture": str(arch_file.relative_to(ROOT)) if arch_file.exists() else None}
     out.mkdir(parents=True, exist_ok=True)
     (out / "segmentation.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"FashionScenes, {cfg.model}, {summary['step']} steps of {cfg.batch_size} ({cfg.precision}, 2 threads): "
+    lines = [f"FashionScenes, {cfg.model}, {summary['step']} steps of {cfg.batch_size} ({summary['precision']}, 2 threads): "
              f"training {train_wall:.0f} s wall, {train_cpu:.0f} s CPU per thread "
              f"(target: mIoU >= {TARGET_MIOU} within {TARGET_SECONDS} s).", "",
              "| test set | mIoU | pixel accuracy | mIoU drop vs FS |"

@@ -84,7 +84,7 @@ def main() -> None:
     out = Path(args.out)
     cfg = load_config(None, [
         "name=context", "model=cnn", "optim.name=adam", "optim.lr=1e-3", "optim.weight_decay=0",
-        "schedule.name=cosine", f"epochs={args.epochs}", "batch_size=128", "precision=bf16",
+        "schedule.name=cosine", f"epochs={args.epochs}", "batch_size=128", "precision=auto",
         "channels_last=true", f"threads={args.threads}", f"out_dir={out / 'run'}"])
     train_ds = ContextPairs("train", "train", args.train_size, seed=0)
     test_ds = ContextPairs("test", "train", args.test_size, seed=1)

@@ -45,7 +45,7 @@ def main() -> None:
             f"data.train_limit={args.train_size}", f"data.test_limit={500 if args.quick else 2000}",
             f"data.label_noise={frac}", "optim.name=adam", "optim.lr=1e-3", "optim.weight_decay=0",
             "schedule.name=constant", f"epochs={args.epochs}", "batch_size=128", "eval_train=true",
-            "precision=bf16", "channels_last=true", f"threads={args.threads}", f"out_dir={out / f'run_noise_{frac:g}'}"])
+            "precision=auto", "channels_last=true", f"threads={args.threads}", f"out_dir={out / f'run_noise_{frac:g}'}"])
         s = train(cfg, progress=sys.stderr.isatty())
         h = s["history"]
         fit = steps_to_fit(h, args.threshold)

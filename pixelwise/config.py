@@ -103,7 +103,9 @@ class TrainConfig(Section):
     seed: int = 0
     threads: int | None = Field(None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"   # autocast for forward and loss (bf16: AMX on CPU)
+    # autocast for forward and loss; auto: bf16 where the device has it in hardware (AMX or AVX512-BF16
+    # on CPU, a bf16-capable GPU), fp32 elsewhere (pixelwise.engine.train.pick_precision)
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
     channels_last: bool = False                           # NHWC memory format: faster convolutions on CPU
     out_dir: str | None = None                  # default runs/{name}
     checkpoint_every: int = Field(500, ge=1)    # steps between resumable checkpoints

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from pixelwise.config import load_config
 from pixelwise.engine.checkpoint import load_resume_state
-from pixelwise.engine.train import lr_factor, train
+from pixelwise.engine.train import lr_factor, pick_precision, train
 from pixelwise.errors import PixelwiseError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +87,22 @@ def test_resume_with_other_config_is_refused(fake_fmnist, tmp_path):
         train(tiny_config(fake_fmnist, tmp_path / "r", "epochs=5"), resume=True, progress=False)
     with pytest.raises(PixelwiseError, match="no checkpoint to resume from"):
         train(tiny_config(fake_fmnist, tmp_path / "none"), resume=True, progress=False)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it(native, monkeypatch, fake_fmnist, tmp_path):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    cpu = torch.device("cpu")
+    assert pick_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert pick_precision("fp32", cpu) == "fp32" and pick_precision("fp16", cpu) == "fp16"
+    s = train(tiny_config(fake_fmnist, tmp_path / "r", "max_steps=2", "precision=auto"), progress=False)
+    assert s["precision"] == ("bf16" if native else "fp32")
+    if native:
+        assert pick_precision("bf16", cpu) == "bf16"
+    else:   # bf16 asked for where it would be emulated: kept, with a warning that names the fix
+        with pytest.warns(UserWarning, match="emulated and slower than fp32; use precision: auto"):
+            assert pick_precision("bf16", cpu) == "bf16"
 
 
 def test_lr_schedules():
