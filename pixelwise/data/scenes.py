@@ -58,12 +58,16 @@ def smooth_texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return (fine - lo) / max(hi - lo, 1e-6)
 
 
-def _paste_garments(rng: np.random.Generator, canvas: np.ndarray, items: np.ndarray,
-                    labels: np.ndarray) -> np.ndarray:
-    """Alpha-composite 2-6 random garments onto `canvas` (float in [0, 1], changed in place); the mask."""
+def _paste_garments(rng: np.random.Generator, canvas: np.ndarray, items: np.ndarray, labels: np.ndarray,
+                    instances: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+    """Alpha-composite 2-6 random garments onto `canvas` (float in [0, 1], changed in place).
+
+    Returns the mask and the indices into `items` of the garments in pasting order; `instances`, when
+    given, receives at every pixel 1 + the pasting order of the garment that it shows (0 background)."""
     size = canvas.shape[0]
     mask = np.zeros((size, size), np.uint8)
-    for _ in range(int(rng.integers(2, 7))):
+    picked = []
+    for j in range(int(rng.integers(2, 7))):
         k = int(rng.integers(len(items)))
         side = min(size, max(2, round(28 * rng.uniform(1.0, 2.0) * size / 128)))
         item = np.asarray(Image.fromarray(items[k].astype(np.float32), mode="F").resize(
@@ -73,8 +77,12 @@ def _paste_garments(rng: np.random.Generator, canvas: np.ndarray, items: np.ndar
         alpha = item / peak                # the item's own intensity, relative to its maximum
         region = canvas[y:y + side, x:x + side]
         region[:] = alpha * (item / 255) + (1 - alpha) * region
-        mask[y:y + side, x:x + side][alpha > 0.2] = labels[k] + 1
-    return mask
+        shown = alpha > 0.2
+        mask[y:y + side, x:x + side][shown] = labels[k] + 1
+        if instances is not None:
+            instances[y:y + side, x:x + side][shown] = j + 1
+        picked.append(k)
+    return mask, picked
 
 
 def _texture_photos() -> list[np.ndarray]:
@@ -114,6 +122,23 @@ def _shift_image(rng: np.random.Generator, image: np.ndarray, shift: str) -> np.
 def render_scenes(split: str, n: int, seed: int, size: int = 128, shift: str | None = None,
                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Generate scenes without the cache; see `generate_scenes`."""
+    images, masks, _, _ = _render(split, n, seed, size, shift, progress)
+    return images, masks
+
+
+def scene_instances(split: str, n: int, seed: int, size: int = 128) -> tuple[np.ndarray, list[list[int]]]:
+    """The garment instances of the scenes `generate_scenes(split, n, seed, size)` returns.
+
+    Instance maps (N, H, W) uint8: at each pixel 1 + the pasting order of the garment it is labelled
+    with (0 background), and per scene the Fashion-MNIST indices (in the split the scenes draw from:
+    train for 'train', test for 'val' and 'test') of its garments in pasting order. Not cached.
+    """
+    _, _, instances, picked = _render(split, n, seed, size, None, False, with_instances=True)
+    return instances, picked
+
+
+def _render(split: str, n: int, seed: int, size: int, shift: str | None, progress: bool,
+            with_instances: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[list[int]]]:
     if split not in SPLITS:
         raise PixelwiseError(f"FashionScenes split must be one of {', '.join(SPLITS)}, got {split!r}")
     if shift is not None and shift not in SHIFTS:
@@ -123,6 +148,8 @@ def render_scenes(split: str, n: int, seed: int, size: int = 128, shift: str | N
     items, labels = (t.numpy() for t in load_fashion_mnist(_SOURCE_SPLIT[split]))
     photos = _texture_photos() if shift == "texture" else []
     images, masks = np.zeros((n, size, size), np.uint8), np.zeros((n, size, size), np.uint8)
+    instances = np.zeros((n, size, size), np.uint8) if with_instances else None
+    picked = []
     for i in tqdm(range(n), desc=f"FashionScenes {split}", disable=not progress or None, leave=False):
         # One generator per scene for garments, a separate one for the shift, so that shifted
         # scenes hold exactly the garments of the clean ones.
@@ -131,11 +158,13 @@ def render_scenes(split: str, n: int, seed: int, size: int = 128, shift: str | N
         shift_rng = np.random.default_rng([seed, i, 1 + (SHIFTS.index(shift) if shift else 0)])
         if shift == "texture":
             canvas = _photo_crop(shift_rng, photos, size)
-        masks[i] = _paste_garments(rng, canvas, items, labels)
+        masks[i], garments = _paste_garments(rng, canvas, items, labels,
+                                             None if instances is None else instances[i])
+        picked.append(garments)
         if shift is not None:
             canvas = _shift_image(shift_rng, canvas, shift)
         images[i] = np.round(canvas.clip(0, 1) * 255).astype(np.uint8)
-    return images, masks
+    return images, masks, instances, picked
 
 
 def generate_scenes(split: str, n: int, seed: int, size: int = 128, shift: str | None = None,

@@ -41,7 +41,8 @@ class SwiftNet(EncoderDecoder):
     spp_grids: pooling grids of the SPP (the authors' code lists (8, 4, 2, 1) but pools over the first
     three); outlier_head: add a one-logit outlier map; grad_checkpointing: memory-efficient training.
     output_stride: 4 (the paper) or 2, where one more upsampling step uses the backbone's stride-2
-    features (the ceiling of perfect logits at stride 4 is mIoU 0.91 on FashionScenes, at stride 2 0.97);
+    features (the ceiling of perfect logits at stride 4 is mIoU 0.91 on FashionScenes, at stride 2 0.97:
+    benchmarks/segmentation_ceiling.py);
     widths: channels of the upsampling steps, coarse to fine (default num_features each; for stride 2
     narrow the fine steps, e.g. (128, 128, 64, 32), or they cost more than the backbone).
     backbone_kwargs: passed to timm.create_model, e.g. {'channels': (32, 64, 128, 256)} for a ResNet

@@ -4,7 +4,9 @@ import torch
 from torchvision import tv_tensors
 
 import pixelwise.data.scenes as scenes
-from pixelwise.data.scenes import FASHION_SCENES_CLASSES, SHIFTS, FashionScenes, generate_scenes
+from pixelwise.data.fashion_mnist import load_fashion_mnist
+from pixelwise.data.scenes import (FASHION_SCENES_CLASSES, SHIFTS, FashionScenes, generate_scenes,
+                                   scene_instances)
 from pixelwise.errors import PixelwiseError
 
 
@@ -67,6 +69,18 @@ def test_dataset_on_real_fashion_mnist(tmp_path):
     assert 0 <= image.min() and image.max() <= 1
     assert torch.equal(image[0], image[2])
     assert 0 < int((mask > 0).sum()) < 32 * 32 and int(mask.max()) <= 10
+
+
+def test_instances_explain_the_masks(tmp_path):
+    # Real Fashion-MNIST: every labelled pixel belongs to a pasted garment whose test-split label it carries.
+    _, masks = generate_scenes("test", 20, seed=2, size=64, root=tmp_path)
+    instances, picked = scene_instances("test", 20, seed=2, size=64)
+    labels = load_fashion_mnist("test")[1].numpy()
+    assert instances.shape == masks.shape and np.array_equal(instances > 0, masks > 0)
+    for inst, mask, garments in zip(instances, masks, picked):
+        assert 2 <= len(garments) <= 6 and inst.max() <= len(garments)
+        expected = np.concatenate([[0], labels[garments] + 1])[inst]
+        assert np.array_equal(mask, expected)
 
 
 def test_bad_arguments_are_clear_errors(tmp_path):
