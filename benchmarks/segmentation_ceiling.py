@@ -2,8 +2,9 @@
 
 Two limits on the 1000 test scenes, alone and together:
 - Output stride: perfect class scores at stride s (one-hot labels averaged over s x s cells), upsampled
-  bilinearly to the scene as SwiftNet upsamples its logits, then argmax. What the geometry of a 1x1
-  classifier at stride s allows (SwiftNet: s = 4; thin straps and gaps are lost).
+  bilinearly to the scene as SwiftNet upsamples its logits, then argmax: about what the geometry of a
+  1x1 classifier at stride s allows (SwiftNet: s = 4; thin straps and gaps are lost). Not a strict
+  bound: scores chosen for the upsampling could win back a little.
 - Garment classification: every pixel of a garment gets the class that a Fashion-MNIST classifier gives
   the garment's item shown alone (28 x 28, whole, unoccluded, on black: optimistic). Errors drawn
   uniformly among the other classes at a given accuracy (5 draws each), and the predictions of a
