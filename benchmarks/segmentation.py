@@ -5,7 +5,9 @@ mIoU drop on every FS-Shift variant (texture, contrast, noise, blur).
     flock /tmp/pixelwise-bench.lock .venv/bin/python benchmarks/segmentation.py --quick  # smoke run
 
 Trains configs/swiftnet_rn18half_fashion_scenes.yaml (SwiftNet on a half-width ResNet-18; 2 CPU threads)
-on the 4000 train scenes, then evaluates the 1000 test scenes (whole 128x128 images, confusion matrix
+on the 4000 train scenes for as many steps as fit the 10-minute budget on this machine (two short probe
+runs of the same recipe time a step; `--budget 0` trains the config's epochs instead; the learning-rate
+schedule spans the steps that run), then evaluates the 1000 test scenes (whole 128x128 images, confusion matrix
 over all pixels) clean and under each shift: with one pass per image, and with the config's test-time
 augmentation (data.eval_scales, data.eval_flip: probabilities averaged over rescaled and mirrored
 copies; it costs evaluation time, not training time). Training time is reported as wall-clock seconds and as
@@ -33,6 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pixelwise.bench.measure import device_name  # noqa: E402
 from pixelwise.config import load_config  # noqa: E402
 from pixelwise.data.scenes import SHIFTS, FashionScenes  # noqa: E402
 from pixelwise.engine.inference import evaluate_segmenter, write_segmentation_report  # noqa: E402
@@ -40,6 +43,7 @@ from pixelwise.engine.train import train  # noqa: E402
 from pixelwise.predict import load_run  # noqa: E402
 
 TARGET_MIOU, TARGET_SECONDS = 0.80, 600
+PROBE_STEPS = (10, 60)   # steps of the two probe runs that time a step
 
 
 def cpu_seconds() -> float:
@@ -47,7 +51,20 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(config: Path, quick: bool, out: Path, extra: list[str]) -> dict:
+def steps_within(config: Path, overrides: list[str], budget: float) -> tuple[int, float]:
+    """Training steps of the recipe that fit `budget` seconds here, and the seconds per step.
+
+    Two probe runs of PROBE_STEPS[0] and PROBE_STEPS[1] steps: their difference times the steps alone,
+    without the start-up that one run pays once (first passes, loader start), which is then taken off
+    the budget."""
+    short, long = (train(load_config(config, [*overrides, f"max_steps={n}"]), progress=False)["train_seconds"]
+                   for n in PROBE_STEPS)
+    seconds_per_step = (long - short) / (PROBE_STEPS[1] - PROBE_STEPS[0])
+    start_up = max(0.0, short - PROBE_STEPS[0] * seconds_per_step)
+    return max(1, int((budget - start_up) / seconds_per_step)), seconds_per_step
+
+
+def run(config: Path, quick: bool, out: Path, extra: list[str], budget: float = TARGET_SECONDS) -> dict:
     torch.set_num_threads(2)
     run_dir = ROOT / "runs" / ("bench_segmentation" + ("_quick" if quick else ""))
     # The in-loop evaluation is cut to one scene so the training time excludes evaluation.
@@ -55,6 +72,16 @@ def run(config: Path, quick: bool, out: Path, extra: list[str]) -> dict:
     if quick:
         overrides += ["data.train_limit=64", "data.canvas_size=64", "data.crop_size=64", "max_steps=4",
                       "batch_size=8"]
+    probe = None
+    if budget and not quick:
+        fixed = [o for o in extra if o.split("=", 1)[0] in ("max_steps", "epochs")]
+        if fixed:
+            raise SystemExit(f"{' '.join(fixed)}: the steps follow from --budget ({budget:g} s); "
+                             "pass --budget 0 to train a fixed number of steps or epochs")
+        steps, seconds_per_step = steps_within(config, [*overrides, f"out_dir={run_dir}_probe"], budget)
+        overrides.append(f"max_steps={steps}")
+        probe = {"steps": list(PROBE_STEPS), "seconds_per_step": seconds_per_step}
+        print(json.dumps({"probe": probe, "steps_within_budget": steps}), flush=True)
     cfg = load_config(config, overrides)
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
     summary = train(cfg, progress=sys.stderr.isatty())
@@ -92,7 +119,9 @@ def run(config: Path, quick: bool, out: Path, extra: list[str]) -> dict:
     arch_file = ROOT / "results" / "segmentation_arch.json"
     result = {"protocol": "FashionScenes" + (" (quick smoke run: 64 px, 4 steps)" if quick else ""),
               "config": str(config.relative_to(ROOT)), "overrides": overrides, "model": cfg.model,
-              "threads": 2, "torch": torch.__version__, "steps": summary["step"], "epochs": cfg.epochs,
+              "threads": 2, "torch": torch.__version__, "steps": summary["step"],
+              "budget_seconds": budget if probe else None, "probe": probe, "precision": summary["precision"],
+              "device": device_name("cpu"),
               "train_wall_seconds": train_wall, "train_cpu_seconds_per_thread": train_cpu,
               "target": {"miou": TARGET_MIOU, "seconds": TARGET_SECONDS},
               "meets_target": clean >= TARGET_MIOU and min(train_wall, train_cpu) <= TARGET_SECONDS,
@@ -103,7 +132,9 @@ def run(config: Path, quick: bool, out: Path, extra: list[str]) -> dict:
     (out / "segmentation.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"FashionScenes, {cfg.model}, {summary['step']} steps of {cfg.batch_size} ({summary['precision']}, 2 threads): "
              f"training {train_wall:.0f} s wall, {train_cpu:.0f} s CPU per thread "
-             f"(target: mIoU >= {TARGET_MIOU} within {TARGET_SECONDS} s).", "",
+             f"(target: mIoU >= {TARGET_MIOU} within {TARGET_SECONDS} s)"
+             + (f"; the steps that fit {budget:g} s here, at {probe['seconds_per_step']:.3f} s per step "
+                f"(probe runs of {PROBE_STEPS[0]} and {PROBE_STEPS[1]} steps)." if probe else "."), "",
              "| test set | mIoU | pixel accuracy | mIoU drop vs FS |"
              + (" mIoU, test-time augmentation | its drop |" if has_tta else ""),
              "| --- | ---: | ---: | ---: |" + (" ---: | ---: |" if has_tta else "")]
@@ -126,9 +157,11 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="64 px scenes, a few steps: a smoke run")
     p.add_argument("--config", default=str(ROOT / "configs" / "swiftnet_rn18half_fashion_scenes.yaml"))
     p.add_argument("--out", default=str(ROOT / "results"))
+    p.add_argument("--budget", type=float, default=TARGET_SECONDS,
+                   help="seconds of training: as many steps as fit here (0: the config's epochs)")
     p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=3")
     args = p.parse_args()
-    run(Path(args.config).resolve(), args.quick, Path(args.out), args.overrides)
+    run(Path(args.config).resolve(), args.quick, Path(args.out), args.overrides, args.budget)
 
 
 if __name__ == "__main__":
