@@ -7,8 +7,8 @@ mIoU drop on every FS-Shift variant (texture, contrast, noise, blur).
 Trains configs/swiftnet_rn18half_fashion_scenes.yaml (SwiftNet on a half-width ResNet-18; 2 CPU threads)
 on the 4000 train scenes for as many steps as fit the 10-minute budget on this machine (two short probe
 runs of the same recipe time a step; `--budget 0` trains the config's epochs instead; the learning-rate
-schedule spans the steps that run), then evaluates the 1000 test scenes (whole 128x128 images, confusion matrix
-over all pixels) clean and under each shift: with one pass per image, and with the config's test-time
+schedule spans the steps that run), then evaluates the 1000 test scenes (whole 128x128 images,
+confusion matrix over all pixels) clean and under each shift: with one pass per image, and with the config's test-time
 augmentation (data.eval_scales, data.eval_flip: probabilities averaged over rescaled and mirrored
 copies; it costs evaluation time, not training time). Training time is reported as wall-clock seconds and as
 process CPU seconds / 2 (what the run costs two otherwise idle cores; the machine is shared, so wall

@@ -69,8 +69,12 @@ def uniform_errors(labels: np.ndarray, accuracy: float, rng: np.random.Generator
 
 def classifier_predictions(run: Path) -> np.ndarray:
     """A trained Fashion-MNIST run's classes for the 10000 test items."""
+    from pixelwise.data.fashion_mnist import CLASSES
     from pixelwise.predict import load_run
     model, config = load_run(run)
+    if config.get("task") != "classification" or tuple(config.get("classes", ())) != CLASSES:
+        raise SystemExit(f"--classifier {run}: not a Fashion-MNIST classifier run (classes "
+                         f"{config.get('classes')}); train one with `pixelwise train configs/cnn_fashion_mnist.yaml`")
     items = load_fashion_mnist("test")[0]
     with torch.no_grad():
         model.eval()
@@ -84,6 +88,7 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "results"))
     args = p.parse_args()
     torch.set_num_threads(2)
+    predicted = classifier_predictions(Path(args.classifier)) if args.classifier else None   # fail early
     n, seed = SPLITS["test"]
     _, masks = generate_scenes("test", n, seed, progress=False)
     instances, picked = scene_instances("test", n, seed)
@@ -111,8 +116,7 @@ def main() -> None:
     lines += [f"| {a:.2f} | {grid[a][1]:.4f} | {grid[a][4]:.4f} |" for a in ACCURACIES]
     lines += ["", f"mIoU {TARGET_MIOU} needs a garment accuracy of {needed[1]:.3f} with perfect masks, "
               f"{needed[4]:.3f} at stride 4 (linear interpolation)."]
-    if args.classifier:
-        predicted = classifier_predictions(Path(args.classifier))
+    if predicted is not None:
         accuracy = float((predicted == labels).mean())
         labelled = classified(instances, picked, predicted)
         runs = {s: ceiling(labelled, masks, s) for s in (1, 4)}
