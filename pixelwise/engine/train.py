@@ -39,8 +39,8 @@ def pick_device(name: str) -> torch.device:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` computes bf16 matrix products in hardware: a CUDA GPU that supports bf16, or a CPU
-    with AMX tiles or AVX512-BF16. Elsewhere bf16 autocast is emulated and runs slower than fp32 (2.4x on
-    an AVX-512 CPU without them, for a small SwiftNet's training step)."""
+    with AMX tiles or AVX512-BF16. Elsewhere bf16 autocast is emulated and runs slower than fp32 (3.3x for
+    a SwiftNet-RN18 training step on an AVX-512 CPU without them; see the README's notes)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
