@@ -27,8 +27,8 @@ from pixelwise.attacks.flip import smallest_flipping_eps  # noqa: E402
 from pixelwise.attacks.robustness import plot_robustness_curve, robustness_curve  # noqa: E402
 from pixelwise.config import load_config  # noqa: E402
 from pixelwise.data import build_dataset  # noqa: E402
-from pixelwise.engine.train import train  # noqa: E402
-from pixelwise.predict import load_run  # noqa: E402
+from pixelwise.tasks import train  # noqa: E402
+from pixelwise.tasks import load_run  # noqa: E402
 
 PHOTOS = ("chelsea", "astronaut", "coffee", "rocket", "stereo_motorcycle")
 PHOTO_EPS = [e / 255 for e in (0.125, 0.25, 0.5, 1, 2, 4, 8)]
@@ -46,7 +46,7 @@ def photo(name: str) -> torch.Tensor:
 
 def photos_part(names: list[str], out: Path) -> list[dict]:
     from pixelwise.models.pretrained import load_pretrained_classifier
-    from pixelwise.viz.adversarial import adversarial_example_figure
+    from pixelwise.attacks.figures import adversarial_example_figure
     model, classes, preprocess = load_pretrained_classifier("efficientnet_lite0")
     images = torch.stack([preprocess(photo(n)) for n in names])
     fgsm = smallest_flipping_eps(model, images, PHOTO_EPS, attack="fgsm")

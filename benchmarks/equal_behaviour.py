@@ -27,7 +27,7 @@ def weights_digest(path: Path) -> str:
     h = hashlib.sha256()
     for key, tensor in sorted(load_file(str(path)).items()):
         h.update(key.encode())
-        h.update(tensor.contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        h.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -40,10 +40,11 @@ def short_overrides(config: Path, out: Path) -> list[str]:
 
 
 def run_one(config: Path, out: Path) -> dict:
+    import pixelwise
     from pixelwise.config import load_config
-    try:   # after the tasks refactor
+    if (Path(pixelwise.__file__).parent / "tasks").is_dir():   # after the tasks refactor
         from pixelwise.tasks import evaluate_run, load_task_config as load, train
-    except ImportError:
+    else:
         from pixelwise.engine.train import train
         from pixelwise.predict import evaluate_run
         load = load_config

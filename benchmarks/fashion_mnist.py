@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pixelwise.config import load_config  # noqa: E402
-from pixelwise.engine.train import train  # noqa: E402
+from pixelwise.tasks import train  # noqa: E402
 from pixelwise.models import create_model  # noqa: E402
 
 # Published test accuracies (DESIGN.md, FMNIST protocol).

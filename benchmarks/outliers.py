@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from pixelwise.config import load_config  # noqa: E402
 from pixelwise.data.fs_ood import FSOOD  # noqa: E402
-from pixelwise.engine.train import train  # noqa: E402
+from pixelwise.tasks import train  # noqa: E402
 from pixelwise.outliers.evaluate import evaluate_outliers, write_outlier_report  # noqa: E402
-from pixelwise.predict import load_run  # noqa: E402
+from pixelwise.tasks import load_run  # noqa: E402
 
 VARIANTS = ("none", "two_heads", "single_head")
 TARGET_AP_RATIO, TARGET_FPR95 = 2.0, 0.10

@@ -39,8 +39,8 @@ from pixelwise.bench.measure import device_name  # noqa: E402
 from pixelwise.config import load_config  # noqa: E402
 from pixelwise.data.scenes import SHIFTS, FashionScenes  # noqa: E402
 from pixelwise.engine.inference import evaluate_segmenter, write_segmentation_report  # noqa: E402
-from pixelwise.engine.train import train  # noqa: E402
-from pixelwise.predict import load_run  # noqa: E402
+from pixelwise.tasks import train  # noqa: E402
+from pixelwise.tasks import load_run  # noqa: E402
 
 TARGET_MIOU, TARGET_SECONDS = 0.80, 600
 PROBE_STEPS = (10, 60)   # steps of the two probe runs that time a step

@@ -70,7 +70,7 @@ def uniform_errors(labels: np.ndarray, accuracy: float, rng: np.random.Generator
 def classifier_predictions(run: Path) -> np.ndarray:
     """A trained Fashion-MNIST run's classes for the 10000 test items."""
     from pixelwise.data.fashion_mnist import CLASSES
-    from pixelwise.predict import load_run
+    from pixelwise.tasks import load_run
     model, config = load_run(run)
     if config.get("task") != "classification" or tuple(config.get("classes", ())) != CLASSES:
         raise SystemExit(f"--classifier {run}: not a Fashion-MNIST classifier run (classes "

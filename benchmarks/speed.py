@@ -26,7 +26,7 @@ from pixelwise.bench.measure import (FLOP_CONVENTION, count_flops, count_paramet
                                      time_interleaved)
 from pixelwise.bench.optimize import inference_step
 from pixelwise.bench.quantize import calibration_images, compare_accuracy, quantize_onnx
-from pixelwise.engine.checkpoint import write_json
+from pixelwise.files import write_json
 from pixelwise.models import create_model
 
 BASELINE = "fp32 eager"
@@ -125,9 +125,11 @@ def int8_accuracy(args) -> dict:
     """Accuracy/mIoU drop and speed of int8 against fp32 on a trained model's test set."""
     from torch.utils.data import Subset
 
+    from pixelwise.tasks import get_task
+
     if args.fs_run:
         from pixelwise.data.scenes import FashionScenes
-        from pixelwise.predict import load_run
+        from pixelwise.tasks import load_run
         model, config = load_run(args.fs_run)
         data = config["train_config"]["data"]
         # whole scenes without the training augmentation (the ONNX input size is fixed to the canvas)
@@ -147,7 +149,7 @@ def int8_accuracy(args) -> dict:
         quantize_onnx(Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx", calibration_images(train_set, 64))
         fp32, int8 = onnx_session(Path(tmp) / "fp32.onnx", args.threads), onnx_session(Path(tmp) / "int8.onnx", args.threads)
         accuracy = compare_accuracy(model, {"onnxruntime_fp32": fp32, "onnxruntime_int8": int8}, test_set,
-                                    task, classes, batch_size=32)
+                                    lambda: get_task(task).accuracy_meter(classes), batch_size=32)
         batch = example.expand(1 if task == "segmentation" else 64, *example.shape[1:]).contiguous()
         step, _ = inference_step(model, batch, [])
         timing = time_interleaved({"pytorch fp32 eager": step, "onnxruntime fp32": lambda: run_onnx(fp32, batch),

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pixelwise.config import load_config  # noqa: E402
-from pixelwise.engine.train import train  # noqa: E402
+from pixelwise.tasks import train  # noqa: E402
 
 CONFIGS = {"imagenet": "transfer_fashion_mnist.yaml", "scratch": "transfer_scratch_fashion_mnist.yaml"}
 EPOCHS = {500: 15, 2000: 6}

@@ -23,8 +23,8 @@ from common import ROOT, write_table
 
 from pixelwise.config import load_config
 from pixelwise.data.fashion_mnist import CLASSES, load_fashion_mnist
-from pixelwise.engine.train import train
-from pixelwise.predict import load_run
+from pixelwise.tasks import train
+from pixelwise.tasks import load_run
 from pixelwise.viz.figures import plt, save_figure
 
 TARGET, CONTEXT = CLASSES.index("Bag"), CLASSES.index("Trouser")

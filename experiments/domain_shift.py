@@ -24,8 +24,8 @@ from pixelwise.config import load_config
 from pixelwise.data import build_dataset
 from pixelwise.data.scenes import SHIFTS
 from pixelwise.engine.inference import evaluate_segmenter
-from pixelwise.engine.train import train
-from pixelwise.predict import load_run
+from pixelwise.tasks import train
+from pixelwise.tasks import load_run
 from pixelwise.viz.figures import plt, save_figure
 
 

@@ -16,7 +16,7 @@ import sys
 from common import ROOT, write_table
 
 from pixelwise.config import load_config
-from pixelwise.engine.train import train
+from pixelwise.tasks import train
 from pixelwise.viz.figures import plot_curves
 
 

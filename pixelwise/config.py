@@ -73,7 +73,7 @@ class AdversarialConfig(Section):
 
 
 class OutliersConfig(Section):
-    """Dense outlier detection: negatives pasted into training scenes (pixelwise.outliers.paste)."""
+    """Dense outlier detection: negatives pasted into training scenes (pixelwise.data.paste)."""
     mode: Literal["none", "two_heads", "single_head"] = "none"  # single_head: a (K+1)-th 'outlier' class
     # source of training negatives, never the test outliers: scikit-learn's digits and/or its sample photos
     negatives: Literal["digits", "photos", "digits+photos"] = "digits"
@@ -88,6 +88,9 @@ class OutliersConfig(Section):
 
 class TrainConfig(Section):
     name: str = "run"
+    # classification | segmentation | outlier_segmentation | ... (pixelwise.tasks.list_tasks()); unset: the
+    # task of the model's kind that claims the config, decided at load and recorded in config.json
+    task: str | None = None
     model: str = "cnn"
     model_kwargs: dict[str, Any] = {}
     data: DataConfig = DataConfig()
@@ -190,3 +193,13 @@ def load_config(path: str | Path | None, overrides: list[str] = (), cls: type[Se
         if not isinstance(raw, dict):
             raise PixelwiseError(f"{path}: expected a mapping of keys at the top, got {type(raw).__name__}")
     return build_config(_merge(raw, parse_overrides(list(overrides))), source, cls)
+
+
+def saved_train_config(raw: dict) -> TrainConfig:
+    """The TrainConfig of a run folder's config.json (its `train_config`), validated as at training."""
+    return build_config(raw, "config.json train_config")
+
+
+def saved_data_config(raw: dict) -> DataConfig:
+    """The data section of a run folder's config.json, validated as at training."""
+    return build_config(raw, "config.json data", DataConfig)

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import html
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,22 +18,6 @@ from pathlib import Path
 PHOTOS = {"chelsea": "a tabby cat", "coffee": "a cup of coffee", "astronaut": "an astronaut",
           "rocket": "a rocket on its launch pad"}
 FGSM_BUDGETS = (0.25 / 255, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255)
-
-
-def add_commands(subparsers) -> None:
-    """Add `pixelwise demo` to the command line."""
-    p = subparsers.add_parser("demo", help="run the whole system on the default data and write a report")
-    p.add_argument("--out", default="demo_report", help="report folder (default demo_report)")
-    p.add_argument("--quick", action="store_true", help="tiny training run: a smoke test of the demo")
-    p.set_defaults(func=cmd_demo)
-
-
-def cmd_demo(args) -> int:
-    from pixelwise.cli import json_output
-    summary = run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
-    print(f"report: {summary['report']} (open it in a browser); markdown: {summary['markdown']}")
-    json_output(args, summary)
-    return 0
 
 
 def _step(name: str, timings: dict):
@@ -49,7 +32,7 @@ def classify_photos(out: Path) -> tuple[list[dict], dict]:
     from PIL import Image
 
     from pixelwise.models.pretrained import load_pretrained_classifier
-    from pixelwise.predict import classify
+    from pixelwise.tasks.classification import classify
     model, classes, preprocess = load_pretrained_classifier("efficientnet_lite0")
     rows, batch = [], []
     for name, what in PHOTOS.items():
@@ -68,7 +51,7 @@ def classify_photos(out: Path) -> tuple[list[dict], dict]:
 def flip_with_fgsm(out: Path, model, classes, images) -> dict:
     """The smallest FGSM budget of FGSM_BUDGETS that changes each photo's prediction; figure for the first."""
     from pixelwise.attacks.flip import smallest_flipping_eps
-    from pixelwise.viz.adversarial import adversarial_example_figure
+    from pixelwise.attacks.figures import adversarial_example_figure
     flips = smallest_flipping_eps(model, images, FGSM_BUDGETS, attack="fgsm")
     first = next((i for i, f in enumerate(flips) if f["eps"] is not None), 0)
     eps = flips[first]["eps"] or FGSM_BUDGETS[-1]
@@ -85,7 +68,7 @@ def train_segmenter(out: Path, quick: bool, progress: bool) -> dict:
     """SwiftNet (EfficientNet-Lite0 backbone) with an outlier head on FashionScenes, photo crops as negatives
     (the recipe of configs/swiftnet_lite0_fs_ood.yaml, shorter)."""
     from pixelwise.config import load_config
-    from pixelwise.engine.train import train
+    from pixelwise.tasks import train
     size = ["data.train_limit=64", "data.test_limit=16", "epochs=1", "data.canvas_size=64",
             "data.crop_size=64"] if quick else ["data.train_limit=2000", "data.test_limit=1000", "epochs=3"]
     cfg = load_config(None, [
@@ -107,21 +90,20 @@ def draw_test_scenes(out: Path, run_dir: Path, n: int = 4) -> list[dict]:
     import numpy as np
     import torch
 
-    from pixelwise.data import build_dataset
-    from pixelwise.config import DataConfig
+    from pixelwise.models.outputs import logits_of
     from pixelwise.outliers.scores import outlier_probability, run_outlier_mode
-    from pixelwise.predict import load_run
+    from pixelwise.tasks import get_task, load_run, run_config
     from pixelwise.viz.heatmaps import heatmap
     from pixelwise.viz.overlays import overlay, palette_for, save_png
     model, config = load_run(run_dir)
-    data = DataConfig.model_validate(config["train_config"]["data"])
-    dataset = build_dataset(data, "test")
+    cfg = run_config(config)
+    dataset = get_task(cfg.task).dataset(cfg.data, "test")
     palette, mode, rows = palette_for(config["classes"]), run_outlier_mode(config), []
     for i in range(min(n, len(dataset))):
         image, mask, outliers = dataset[i]
         with torch.inference_mode():
             output = model(image[None])
-        logits = output[0] if isinstance(output, tuple) else output
+        logits = logits_of(output)
         pred = logits.argmax(1)[0]
         truth = torch.where(outliers == 1, 255, mask)
         panels = [np.asarray(image.expand(3, -1, -1).permute(1, 2, 0).mul(255).round().byte()),
@@ -138,8 +120,8 @@ def run_demo(out: str | Path = "demo_report", quick: bool = False, progress: boo
     """Run every step and write out/index.html, out/README.md and out/summary.json; returns the summary."""
     import torch
 
-    from pixelwise.engine.checkpoint import write_json
-    from pixelwise.predict import evaluate_run
+    from pixelwise.files import write_json
+    from pixelwise.tasks import evaluate_run
     torch.set_num_threads(2)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -237,7 +219,3 @@ def _markdown_to_html(md: str) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>pixelwise demo</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
-
-if __name__ == "__main__":
-    from pixelwise.cli import main
-    sys.exit(main(["demo", *sys.argv[1:]]))

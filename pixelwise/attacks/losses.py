@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pixelwise.models.outputs import logits_of
+
 IGNORE_INDEX = 255
 
 
@@ -28,9 +30,9 @@ def dense_loss(logits: torch.Tensor, masks: torch.Tensor, ignore_index: int = IG
 def attack_loss(output, targets: torch.Tensor) -> torch.Tensor:
     """The loss of a model output, chosen by its shape: (N, K) logits or (N, K, H, W) logit maps.
 
-    A segmenter's (logits, outlier_logits) tuple is attacked through its class logits.
+    A segmenter's SegmentationOutput is attacked through its class logits.
     """
-    logits = output[0] if isinstance(output, (tuple, list)) else output
+    logits = logits_of(output)
     if logits.ndim == 4:
         return dense_loss(logits, targets)
     return classification_loss(logits, targets)

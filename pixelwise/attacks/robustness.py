@@ -13,10 +13,7 @@ from pixelwise.attacks.gradient_attacks import run_attack
 from pixelwise.attacks.losses import IGNORE_INDEX
 from pixelwise.metrics.classification import confusion_matrix
 from pixelwise.metrics.segmentation import mean_iou, pixel_accuracy
-
-
-def _logits(output) -> torch.Tensor:
-    return output[0] if isinstance(output, (tuple, list)) else output
+from pixelwise.models.outputs import logits_of
 
 
 def robustness_curve(model: nn.Module, dataset: Dataset, num_classes: int, eps_list: Sequence[float],
@@ -46,7 +43,7 @@ def robustness_curve(model: nn.Module, dataset: Dataset, num_classes: int, eps_l
             adv = x if eps == 0 else run_attack(attack, model, x, y, eps, norm=norm, steps=steps,
                                                 alpha=alpha, random_start=random_start, generator=gen)
             with torch.inference_mode():
-                preds = _logits(model(adv)).argmax(1)
+                preds = logits_of(model(adv)).argmax(1)
             cms[eps] += confusion_matrix(preds.cpu(), y.cpu(), num_classes,
                                          ignore_index=IGNORE_INDEX if dense else None)
     model.train(was_training)

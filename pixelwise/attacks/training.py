@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from pixelwise.attacks.gradient_attacks import default_alpha, pgd
-from pixelwise.engine.checkpoint import unwrap
+from pixelwise.models.outputs import unwrap
 
 # Wong et al. 2020: fast FGSM with random start steps 1.25 eps; larger steps overfit catastrophically.
 FAST_FGSM_ALPHA = 1.25

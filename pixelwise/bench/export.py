@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from pixelwise.bench.measure import time_callable
 from pixelwise.errors import PixelwiseError
+from pixelwise.models.outputs import SegmentationOutput
 
 INPUT_NAME = "images"
 
@@ -20,7 +21,7 @@ def output_names(model: nn.Module, example: torch.Tensor) -> list[str]:
     """["logits"], or ["logits", "outlier_logits"] for a segmenter with an outlier head."""
     with torch.no_grad():
         out = model.eval()(example)
-    return ["logits", "outlier_logits"] if isinstance(out, (tuple, list)) else ["logits"]
+    return ["logits", "outlier_logits"] if isinstance(out, SegmentationOutput) else ["logits"]
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, dynamic_batch: bool = True,
@@ -100,7 +101,7 @@ def onnx_parity(model: nn.Module, session, images: torch.Tensor, rtol: float = 1
     """
     with torch.no_grad():
         ref = model.eval()(images.cpu().float())
-    refs = ref if isinstance(ref, (tuple, list)) else (ref,)
+    refs = tuple(ref) if isinstance(ref, SegmentationOutput) else (ref,)
     result: dict = {"rtol": rtol, "outputs": {}}
     for name, r, o in zip(output_names(model, images[:1].cpu().float()), refs, run_onnx(session, images)):
         o = torch.from_numpy(o)

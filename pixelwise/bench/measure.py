@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from pixelwise.models.outputs import logits_of
+
 FLOP_CONVENTION = "a multiply-add counts as 2 FLOPs (FLOPs = 2 x MACs); only convolutions and matrix multiplies are counted"
 CPU_MEMORY_METHOD = ("peak resident set size of the whole process during the timed runs (Linux VmHWM, reset "
                      "through /proc/self/clear_refs after warm-up); includes weights, allocator caches, the "
@@ -58,16 +60,11 @@ def _count(model: nn.Module, inputs: torch.Tensor, train: bool) -> FlopCounterMo
     model.train(train)
     with counter:
         if train:
-            first_output(model(inputs)).float().sum().backward()
+            logits_of(model(inputs)).float().sum().backward()
         else:
             with torch.no_grad():
                 model(inputs)
     return counter
-
-
-def first_output(out) -> torch.Tensor:
-    """The logits of a model's output: a segmenter with an outlier head returns (logits, outlier_logits)."""
-    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 def synchronize(device: torch.device | str) -> None:

@@ -19,8 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from pixelwise.bench.measure import first_output
 from pixelwise.errors import PixelwiseError
+from pixelwise.models.outputs import SegmentationOutput, logits_of
 
 OPTIMIZATIONS = ("inference_mode", "channels_last", "fold_bn", "compile")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -119,8 +119,8 @@ def _foldable_norm(module: nn.Module) -> bool:
 def _outputs_close(model: nn.Module, example: torch.Tensor, reference, rtol: float) -> bool:
     with torch.no_grad():
         out = model(example)
-    outs = out if isinstance(out, (tuple, list)) else (out,)
-    refs = reference if isinstance(reference, (tuple, list)) else (reference,)
+    outs = tuple(out) if isinstance(out, SegmentationOutput) else (out,)
+    refs = tuple(reference) if isinstance(reference, SegmentationOutput) else (reference,)
     return all((o - r).abs().max() <= rtol * r.abs().max().clamp(min=1.0) for o, r in zip(outs, refs))
 
 
@@ -184,7 +184,7 @@ def train_step(model: nn.Module, inputs: torch.Tensor, optimizations: Sequence[s
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     forward = torch.compile(model) if "compile" in optimizations else model
     with torch.no_grad():
-        shape = first_output(model.eval()(inputs[:1])).shape
+        shape = logits_of(model.eval()(inputs[:1])).shape
     model.train()
     targets = torch.randint(0, shape[1], (inputs.shape[0], *shape[2:]), device=device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16" and device.type == "cuda")
@@ -192,7 +192,7 @@ def train_step(model: nn.Module, inputs: torch.Tensor, optimizations: Sequence[s
     def step():
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, precision):
-            loss = F.cross_entropy(first_output(forward(inputs)).float(), targets)
+            loss = F.cross_entropy(logits_of(forward(inputs)).float(), targets)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from pixelwise.bench.export import INPUT_NAME, run_onnx
 from pixelwise.errors import PixelwiseError
+from pixelwise.models.outputs import logits_of
 
 
 def calibration_images(dataset: Dataset, n: int = 32, seed: int = 0) -> torch.Tensor:
@@ -79,20 +81,17 @@ class _Reader:
         self.i = 0
 
 
-def compare_accuracy(model: nn.Module, sessions: dict, dataset: Dataset, task: str, num_classes: int,
+def compare_accuracy(model: nn.Module, sessions: dict, dataset: Dataset, accuracy_meter: Callable[[], tuple],
                      batch_size: int = 16, progress: bool = True) -> dict:
-    """Accuracy (classification: top-1) or mIoU (segmentation, 255 ignored) of PyTorch fp32 and of
-    each onnxruntime session in `sessions` ({"int8": session, ...}) on `dataset` (image, target).
+    """The headline metric (a task's: top-1, mIoU) of PyTorch fp32 and of each onnxruntime session in
+    `sessions` ({"int8": session, ...}) on `dataset` (image, target).
 
+    accuracy_meter() -> (a fresh meter with .update(logits, targets) and .summary(), the metric's key),
+    e.g. `lambda: task.accuracy_meter(num_classes)`.
     Returns {"metric", "pytorch_fp32": value, name: value, ..., f"{name}_drop_points": 100 x (fp32 - it)}.
     """
-    from pixelwise.metrics.classification import ClassificationMeter
-    from pixelwise.metrics.segmentation import SegmentationMeter
-
-    def meter():
-        return ClassificationMeter(num_classes) if task == "classification" else SegmentationMeter(num_classes)
-
-    meters = {"pytorch_fp32": meter(), **{name: meter() for name in sessions}}
+    first, key = accuracy_meter()
+    meters = {"pytorch_fp32": first, **{name: accuracy_meter()[0] for name in sessions}}
     model = model.eval().cpu()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     for images, targets in tqdm(loader, desc="int8 accuracy", disable=not progress, leave=False):
@@ -100,10 +99,9 @@ def compare_accuracy(model: nn.Module, sessions: dict, dataset: Dataset, task: s
         targets = torch.as_tensor(targets)
         with torch.inference_mode():
             logits = model(images)
-        meters["pytorch_fp32"].update(logits[0] if isinstance(logits, (tuple, list)) else logits, targets)
+        meters["pytorch_fp32"].update(logits_of(logits), targets)
         for name, session in sessions.items():
             meters[name].update(torch.from_numpy(np.asarray(run_onnx(session, images)[0])), targets)
-    key = "top1" if task == "classification" else "miou"
     result = {"metric": key, "images": len(dataset)}
     result.update({name: float(m.summary()[key]) for name, m in meters.items()})
     for name in sessions:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from pixelwise.data.scenes import FASHION_SCENES_CLASSES, SPLITS, TEXTURE_PHOTOS, generate_scenes
 from pixelwise.errors import PixelwiseError
-from pixelwise.outliers.paste import paste_negatives
+from pixelwise.data.paste import paste_negatives
 
 # Real photos for test outliers; none of them is an FS-Shift background texture.
 OUTLIER_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
@@ -86,7 +86,7 @@ def digit_negatives(side: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     pasted in Bevandic et al.), so that the outlier head does not learn one outline only."""
     import torch.nn.functional as F
     from sklearn.datasets import load_digits
-    from pixelwise.outliers.paste import object_shapes
+    from pixelwise.data.paste import object_shapes
     digits = torch.from_numpy(load_digits().images.astype(np.float32) / 16)[:, None]
     digits = F.interpolate(digits, size=(side, side), mode="bilinear", align_corners=False).clamp(0, 1)
     squares = torch.ones(len(digits), side, side, dtype=torch.bool)

@@ -2,38 +2,18 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from pixelwise.errors import PixelwiseError
+from pixelwise.files import atomic_write, write_json
+from pixelwise.models.outputs import unwrap
 
 WEIGHTS, CONFIG, RESUME = "model.safetensors", "config.json", "last.ckpt"
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call `write(tmp_path)`, fsync, then rename over `path`: a crash leaves the old file whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=str) + "\n"))
 
 
 def save_resume_state(path: str | Path, state: dict) -> None:
@@ -96,10 +76,3 @@ def read_run(run: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise PixelwiseError(f"{folder}: unreadable run files ({type(e).__name__}: {e})") from e
     flush_subnormals_(state.values())   # files written before save_weights flushed them
     return config, state
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel or torch.compile wrappers."""
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or model._orig_mod
-    return model

@@ -12,11 +12,7 @@ from tqdm.auto import tqdm
 
 from pixelwise.errors import PixelwiseError
 from pixelwise.metrics.segmentation import IGNORE_INDEX, SegmentationMeter
-
-
-def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    out = model(x)
-    return out[0] if isinstance(out, (tuple, list)) else out   # a segmenter with an outlier head
+from pixelwise.models.outputs import logits_of
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -67,7 +63,7 @@ def _window_logits(model: nn.Module, images: torch.Tensor, window: int | tuple[i
                    stride: int | tuple[int, int] | None) -> torch.Tensor:
     """One pass of `segment_logits` at one scale: the whole image, or averaged sliding windows."""
     if window is None:
-        return _logits(model, images)
+        return logits_of(model(images))
     wh, ww = (window, window) if isinstance(window, int) else window
     stride = stride or (max(1, wh // 2), max(1, ww // 2))
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
@@ -79,7 +75,7 @@ def _window_logits(model: nn.Module, images: torch.Tensor, window: int | tuple[i
     total, count = None, torch.zeros(1, 1, ph, pw, device=images.device)
     for y in window_starts(ph, wh, sh):
         for x in window_starts(pw, ww, sw):
-            tile = _logits(model, padded[:, :, y:y + wh, x:x + ww]).float()
+            tile = logits_of(model(padded[:, :, y:y + wh, x:x + ww])).float()
             if total is None:
                 total = torch.zeros(n, tile.shape[1], ph, pw, device=images.device)
             total[:, :, y:y + wh, x:x + ww] += tile
@@ -127,7 +123,7 @@ def write_segmentation_report(meter: SegmentationMeter, classes: list[str], out_
     """per_class_iou.md and .json, confusion_matrix.json and confusion_matrix.png in `out_dir`; the metrics."""
     from pathlib import Path
 
-    from pixelwise.engine.checkpoint import write_json
+    from pixelwise.files import write_json
     from pixelwise.viz.figures import plot_confusion_matrix
     out_dir = Path(out_dir)
     summary, ious = meter.summary(), meter.per_class_iou()

@@ -1,4 +1,6 @@
-"""The training engine shared by every task: one loop, readable top to bottom.
+"""The training loop shared by every task, readable top to bottom: setup, resume, one step, evaluation,
+checkpoints. It knows no task: what differs (datasets, collate, batch preparation, loss, evaluation,
+report) comes from a task object (pixelwise.tasks), which `fit` is given.
 
 Resumable at any step: the data order, augmentation and dropout are functions of (seed, step), and
 the checkpoint holds model, optimizer and step, so a resumed run equals an uninterrupted one.
@@ -8,105 +10,41 @@ from __future__ import annotations
 import math
 import signal
 import time
-import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from pixelwise.config import TrainConfig
-from pixelwise.data import build_dataset
 from pixelwise.engine import distributed as dist
-from pixelwise.engine.checkpoint import (RESUME, load_resume_state, save_resume_state, save_weights,
-                                         unwrap, write_json)
-from pixelwise.engine.tasks import compute_loss, evaluate, prepare_batch, write_report
+from pixelwise.engine.checkpoint import RESUME, load_resume_state, save_resume_state, save_weights
+from pixelwise.engine.device import native_bf16, pick_device, pick_precision, seed_device  # noqa: F401
+from pixelwise.engine.optim import build_optimizer, lr_factor, param_groups  # noqa: F401
 from pixelwise.errors import PixelwiseError
-from pixelwise.models import create_model, model_task
-from pixelwise.outliers.training import outlier_model_kwargs
+from pixelwise.files import append_jsonl, read_jsonl, write_json
+from pixelwise.models import create_model
+
+LOG = "train_log.jsonl"   # one line per step (loss, lr, throughput) and per evaluation
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PixelwiseError("device: 'cuda' asked for but no CUDA GPU is available; use device=cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and dist.world()[1] > 1:
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device(name)
+class TaskLike(Protocol):
+    """What the loop asks of a task (pixelwise.tasks.Task implements it)."""
+    name: str
+    collate: Any
 
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bf16 matrix products in hardware: a CUDA GPU that supports bf16, or a CPU
-    with AMX tiles or AVX512-BF16. Elsewhere bf16 autocast is emulated and runs slower than fp32 (3.3x for
-    a SwiftNet-RN18 training step on an AVX-512 CPU without them; see the README's notes)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-    return any(probe() for probe in probes if probe is not None)
-
-
-def pick_precision(name: str, device: torch.device) -> str:
-    """The autocast precision of a run: `name` ('fp32', 'bf16', 'fp16'), or for 'auto' bf16 where the
-    device computes it natively (native_bf16) and fp32 elsewhere. Warns when bf16 is asked for on a CPU
-    that would emulate it."""
-    if name == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
-    if name == "bf16" and device.type == "cpu" and not native_bf16(device):
-        warnings.warn("precision: bf16 on a CPU without AMX or AVX512-BF16 is emulated and slower than fp32; "
-                      "use precision: auto (bf16 only where the hardware has it) or fp32", stacklevel=2)
-    return name
-
-
-def lr_factor(step: int, total: int, cfg) -> float:
-    """Multiplier of the base learning rate at `step` of `total` (cfg: ScheduleConfig)."""
-    warm = cfg.warmup_steps if cfg.name != "onecycle" else (cfg.warmup_steps or int(0.3 * total))
-    if step < warm:
-        start = 1 / 25 if cfg.name == "onecycle" else 0.0
-        return start + (1 - start) * (step + 1) / warm
-    if cfg.name == "constant":
-        return 1.0
-    if cfg.name == "step":
-        return cfg.gamma ** ((step - warm) // cfg.step_size)
-    t = (step - warm) / max(1, total - warm)
-    return cfg.final_lr_frac + (1 - cfg.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def param_groups(model: nn.Module, cfg) -> list[dict]:
-    """No weight decay on biases and norm scales; `model.backbone` (if any) at lr * backbone_lr_mult."""
-    backbone = getattr(model, "backbone", None)
-    in_backbone = {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
-    groups: dict[tuple, list] = {}
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        key = (id(p) in in_backbone, p.ndim <= 1)
-        groups.setdefault(key, []).append(p)
-    return [{"params": ps, "lr": cfg.lr * (cfg.backbone_lr_mult if bb else 1.0),
-             "weight_decay": 0.0 if no_decay else cfg.weight_decay, "backbone": bb}
-            for (bb, no_decay), ps in sorted(groups.items())]
-
-
-def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg)
-    # The fused kernels update all parameters in one pass: on CPU, Adam's step on ResNet-18 takes
-    # 8 ms instead of 29 ms of per-tensor loops.
-    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
-    if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov and cfg.momentum > 0, fused=fused)
-    if cfg.name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, fused=fused)
-    return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
-
-
-def seed_device(seed: int, device: torch.device) -> None:
-    """Seed the CPU generator (and the CUDA one when training there). Unlike torch.manual_seed this
-    queues no lazy seeding for every other accelerator backend, which costs ~1 ms per call."""
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        torch.cuda.manual_seed(seed)
+    def datasets(self, cfg: TrainConfig) -> tuple[Dataset, Dataset]: ...
+    def model_kwargs(self, cfg: TrainConfig, classes: list[str]) -> dict: ...
+    def prepare_batch(self, batch, cfg: TrainConfig, device: torch.device, gen: torch.Generator): ...
+    def loss(self, model: nn.Module, x, y, cfg: TrainConfig) -> torch.Tensor: ...
+    def output_loss(self, output, y, cfg: TrainConfig) -> torch.Tensor: ...
+    def evaluate(self, model: nn.Module, dataset: Dataset, cfg: TrainConfig, num_classes: int,
+                 device: torch.device, progress: bool = True): ...
+    def write_report(self, meter, classes: list[str], out_dir: Path, title: str = "") -> dict: ...
 
 
 def epoch_indices(n: int, seed: int, epoch: int, rank: int, world_size: int) -> torch.Tensor:
@@ -138,156 +76,239 @@ def stop_signals():
             signal.signal(s, h)
 
 
-def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
-          progress: bool = True, datasets: tuple | None = None) -> dict:
-    """Train `cfg.model` on `cfg.data`; write weights, metrics and figures to `cfg.run_dir`.
+@dataclass
+class TrainState:
+    """Everything a run holds between steps; `setup` builds it, `resume` restores it from a checkpoint."""
+    cfg: TrainConfig
+    task: TaskLike
+    device: torch.device
+    precision: str
+    model: nn.Module
+    ddp_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    base_lrs: list[float]
+    train_ds: Dataset
+    test_ds: Dataset
+    classes: list[str]
+    steps_per_epoch: int
+    total: int
+    rank: int = 0
+    world_size: int = 1
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    log: list[dict] = field(default_factory=list)   # JSONL rows not yet written
 
-    resume: continue from run_dir/last.ckpt. stop_after: stop (as an interruption would, saving a
-    checkpoint) after this many steps of this call. datasets: (train, test) datasets of your own, each
-    with `.classes`, instead of those `cfg.data` names. Returns the summary also written to summary.json.
-    """
+    @property
+    def lead(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.cfg.run_dir / RESUME
+
+    def autocast(self):
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.precision != "fp32")
+
+    def model_config(self) -> dict:
+        """config.json of the run: how to rebuild the model, its classes, its task and the whole config."""
+        return {"model": self.cfg.model, "model_kwargs": self.task.model_kwargs(self.cfg, self.classes),
+                "classes": self.classes, "task": self.task.name, "train_config": self.cfg.model_dump()}
+
+
+def setup(cfg: TrainConfig, task: TaskLike, datasets: tuple | None = None) -> TrainState:
+    """Device, datasets, model, optimizer and the step count of a fresh run of `cfg` for `task`."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     dist.init_from_env(device)
     device = pick_device(cfg.device)
     rank, world_size = dist.world()
-    lead = rank == 0
-    run_dir = cfg.run_dir
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-
-    train_ds, test_ds = datasets or (build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test"))
+    train_ds, test_ds = datasets or task.datasets(cfg)
     classes = list(train_ds.classes)
-    task = model_task(cfg.model)
-    model_kwargs = {"num_classes": len(classes), **outlier_model_kwargs(cfg.outliers, len(classes)),
-                    **cfg.model_kwargs}
-    model = create_model(cfg.model, **model_kwargs).to(device)
+    model = create_model(cfg.model, **task.model_kwargs(cfg, classes)).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     precision = pick_precision(cfg.precision, device)
-    autocast = torch.autocast(device.type, dtype=getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}.get(
-        precision, "float32")), enabled=precision != "fp32")
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     optimizer = build_optimizer(model, cfg.optim)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-
     per_rank = len(train_ds) // world_size
-    steps_per_epoch = per_rank // cfg.batch_size if per_rank >= cfg.batch_size else 1
     if per_rank == 0:
         raise PixelwiseError(f"data: {len(train_ds)} training items cannot be shared by {world_size} processes")
-    total = cfg.max_steps or cfg.epochs * steps_per_epoch
-    step, history = 0, []
-    ckpt_path = run_dir / RESUME
-    if resume:
-        state = load_resume_state(ckpt_path)
-        if state["steps_per_epoch"] != steps_per_epoch or state["total"] != total:
-            raise PixelwiseError(
-                f"{ckpt_path}: was written with {state['total']} steps of {state['steps_per_epoch']} per "
-                f"epoch, this config gives {total} of {steps_per_epoch}; resume with the same config")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        history = [dict(zip(state["history_keys"], row.tolist())) for row in state["history"]]
-
+    steps_per_epoch = per_rank // cfg.batch_size if per_rank >= cfg.batch_size else 1
     ddp_model = model
     if world_size > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    model_config = {"model": cfg.model, "model_kwargs": model_kwargs, "classes": classes,
-                    "task": task, "train_config": cfg.model_dump()}
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    return TrainState(cfg=cfg, task=task, device=device, precision=precision, model=model, ddp_model=ddp_model,
+                      optimizer=optimizer, scaler=scaler, base_lrs=[g["lr"] for g in optimizer.param_groups],
+                      train_ds=train_ds, test_ds=test_ds, classes=classes, steps_per_epoch=steps_per_epoch,
+                      total=cfg.max_steps or cfg.epochs * steps_per_epoch, rank=rank, world_size=world_size)
 
-    def checkpoint() -> None:
-        if lead:
-            keys = sorted({k for h in history for k in h})
-            rows = torch.tensor([[float(h.get(k, float("nan"))) for k in keys] for h in history], dtype=torch.float64)
-            save_resume_state(ckpt_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "steps_per_epoch": steps_per_epoch, "total": total,
-                "history_keys": keys, "history": rows.reshape(len(history), len(keys))})
 
+def resume(state: TrainState) -> None:
+    """Model, optimizer, step and history from run_dir/last.ckpt; the step log is cut back to that step."""
+    path = state.checkpoint_path
+    saved = load_resume_state(path)
+    if saved["steps_per_epoch"] != state.steps_per_epoch or saved["total"] != state.total:
+        raise PixelwiseError(
+            f"{path}: was written with {saved['total']} steps of {saved['steps_per_epoch']} per "
+            f"epoch, this config gives {state.total} of {state.steps_per_epoch}; resume with the same config")
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.step = int(saved["step"])
+    state.history = [dict(zip(saved["history_keys"], row.tolist())) for row in saved["history"]]
+    if state.lead:   # steps after the checkpoint are trained again: their log lines go
+        log = state.cfg.run_dir / LOG
+        kept = [r for r in read_jsonl(log) if r.get("step", 0) <= state.step]
+        log.unlink(missing_ok=True)
+        append_jsonl(log, kept)
+
+
+def save_checkpoint(state: TrainState) -> None:
+    """last.ckpt (atomically) and the step log lines gathered since the last one."""
+    if not state.lead:
+        return
+    keys = sorted({k for h in state.history for k in h})
+    rows = torch.tensor([[float(h.get(k, float("nan"))) for k in keys] for h in state.history],
+                        dtype=torch.float64)
+    save_resume_state(state.checkpoint_path, {
+        "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(), "step": state.step,
+        "steps_per_epoch": state.steps_per_epoch, "total": state.total,
+        "history_keys": keys, "history": rows.reshape(len(state.history), len(keys))})
+    append_jsonl(state.cfg.run_dir / LOG, state.log)
+    state.log.clear()
+
+
+def epoch_loader(state: TrainState, epoch: int, first: int) -> DataLoader:
+    """The batches of `epoch` from its `first` batch on, in the order fixed by (seed, epoch)."""
+    cfg = state.cfg
+    idx = epoch_indices(len(state.train_ds), cfg.seed, epoch, state.rank, state.world_size)
+    if hasattr(state.train_ds, "set_epoch"):  # per-item augmentation draws become f(seed, epoch, index)
+        state.train_ds.set_epoch(epoch, cfg.seed)
+    batches = idx[first * cfg.batch_size:state.steps_per_epoch * cfg.batch_size].split(cfg.batch_size)
+    return DataLoader(state.train_ds, batch_sampler=[b.tolist() for b in batches], num_workers=cfg.data.workers,
+                      collate_fn=state.task.collate, generator=torch.Generator().manual_seed(cfg.seed + epoch))
+
+
+def train_step(state: TrainState, batch, stop_requested: bool) -> tuple[torch.Tensor, bool]:
+    """One optimizer step on a loader batch; returns (loss, whether any process asked to stop).
+
+    Every random draw of a step (augmentation, dropout, attacks) is a function of (seed, step, rank).
+    """
+    cfg, task, step = state.cfg, state.task, state.step
+    step_seed = cfg.seed * 1_000_003 + step * state.world_size + state.rank
+    seed_device(step_seed, state.device)
+    gen = torch.Generator().manual_seed(step_seed)
+    x, y = task.prepare_batch(batch, cfg, state.device, gen)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if cfg.adversarial.method != "none":
+        from pixelwise.attacks.training import adversarial_batch
+        with state.autocast():  # the attack's passes run at the precision of the update's
+            x = adversarial_batch(state.ddp_model, x, y, cfg.adversarial,
+                                  lambda out, t: task.output_loss(out, t, cfg), gen)
+    factor = lr_factor(step, state.total, cfg.schedule)
+    frozen = step < cfg.optim.freeze_backbone_steps
+    for g, base in zip(state.optimizer.param_groups, state.base_lrs):
+        g["lr"] = 0.0 if frozen and g.get("backbone") else base * factor
+    with state.autocast():
+        loss = task.loss(state.ddp_model, x, y, cfg).float()
+    flags = dist.all_reduce_sum(torch.tensor([float(not torch.isfinite(loss)), float(stop_requested)]))
+    if flags[0] > 0:
+        path = state.checkpoint_path
+        raise PixelwiseError(
+            f"step {step}: the loss is not finite ({loss.item()}); training stopped. "
+            f"Lower optim.lr (now {cfg.optim.lr}) or check the data; the last good "
+            f"checkpoint is {path if path.exists() else 'not written yet'}")
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.step += 1
+    return loss, bool(flags[1] > 0)
+
+
+def evaluate(state: TrainState, dataset: Dataset, progress: bool = True):
+    """The task's meter over `dataset` with the model as it is now."""
+    return state.task.evaluate(state.model, dataset, state.cfg, len(state.classes), state.device, progress)
+
+
+def fit(cfg: TrainConfig, task: TaskLike, resume_run: bool = False, stop_after: int | None = None,
+        progress: bool = True, datasets: tuple | None = None) -> dict:
+    """Train `cfg.model` for `task`; write weights, the step log, metrics and figures to `cfg.run_dir`.
+
+    resume_run: continue from run_dir/last.ckpt. stop_after: stop (as an interruption would, saving a
+    checkpoint) after this many steps of this call. datasets: (train, test) datasets of your own, each
+    with `.classes`, instead of those the task builds from `cfg.data`. Returns the summary also written
+    to summary.json.
+    """
+    state = setup(cfg, task, datasets)
+    if resume_run:
+        resume(state)
     status, started, ran, last_eval = "finished", time.perf_counter(), 0, {}
     cpu_started, eval_seconds, eval_cpu_seconds = time.process_time(), 0.0, 0.0
-    bar = tqdm(total=total, initial=step, desc=cfg.name, disable=not (progress and lead) or None, dynamic_ncols=True)
+    bar = tqdm(total=state.total, initial=state.step, desc=cfg.name, disable=not (progress and state.lead) or None,
+               dynamic_ncols=True)
     with stop_signals() as flag:
-        while step < total:
-            epoch, pos = divmod(step, steps_per_epoch)
-            idx = epoch_indices(len(train_ds), cfg.seed, epoch, rank, world_size)
-            if hasattr(train_ds, "set_epoch"):  # per-item augmentation draws become f(seed, epoch, index)
-                train_ds.set_epoch(epoch, cfg.seed)
-            batches = idx[pos * cfg.batch_size:steps_per_epoch * cfg.batch_size].split(cfg.batch_size)
-            loader = DataLoader(train_ds, batch_sampler=[b.tolist() for b in batches],
-                                num_workers=cfg.data.workers,
-                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
-            ddp_model.train()
-            for batch in loader:
-                # Every random draw of a step (augmentation, dropout) is a function of (seed, step, rank).
-                step_seed = cfg.seed * 1_000_003 + step * world_size + rank
-                seed_device(step_seed, device)
-                gen = torch.Generator().manual_seed(step_seed)
-                x, y = prepare_batch(batch, cfg, task, device, gen)
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                if cfg.adversarial.method != "none":
-                    from pixelwise.attacks.training import adversarial_batch
-                    with autocast:  # the attack's passes run at the precision of the update's
-                        x = adversarial_batch(ddp_model, x, y, cfg.adversarial,
-                                              lambda out, t: compute_loss(out, t, cfg, task), gen)
-                factor = lr_factor(step, total, cfg.schedule)
-                frozen = step < cfg.optim.freeze_backbone_steps
-                for g, base in zip(optimizer.param_groups, base_lrs):
-                    g["lr"] = 0.0 if frozen and g.get("backbone") else base * factor
-                with autocast:
-                    loss = compute_loss(ddp_model(x), y, cfg, task).float()
-                flags = dist.all_reduce_sum(torch.tensor(
-                    [float(not torch.isfinite(loss)), float(flag["stop"] is not None)]))
-                if flags[0] > 0:
-                    raise PixelwiseError(
-                        f"step {step}: the loss is not finite ({loss.item()}); training stopped. "
-                        f"Lower optim.lr (now {cfg.optim.lr}) or check the data; the last good "
-                        f"checkpoint is {ckpt_path if ckpt_path.exists() else 'not written yet'}")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
+        while state.step < state.total:
+            epoch, pos = divmod(state.step, state.steps_per_epoch)
+            state.ddp_model.train()
+            tick = time.perf_counter()
+            for batch in epoch_loader(state, epoch, pos):
+                loss, stop = train_step(state, batch, flag["stop"] is not None)
                 ran += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.3g}")
-                if flags[1] > 0 or (stop_after is not None and ran >= stop_after):
+                lr = state.optimizer.param_groups[0]["lr"]
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.3g}")
+                now = time.perf_counter()
+                state.log.append({"step": state.step, "epoch": epoch, "loss": loss.item(), "lr": lr,
+                                  "images_per_second": cfg.batch_size * state.world_size / max(now - tick, 1e-9)})
+                tick = now
+                if stop or (stop_after is not None and ran >= stop_after):
                     status = f"interrupted ({flag['stop']})" if flag["stop"] else "stopped"
                     break
-                if step % cfg.checkpoint_every == 0:
-                    checkpoint()
-                if step >= total:
+                if state.step % cfg.checkpoint_every == 0:
+                    save_checkpoint(state)
+                if state.step >= state.total:
                     break
             if status != "finished":
                 break
-            end_of_epoch = step % steps_per_epoch == 0 or step >= total
-            if end_of_epoch and lead and (cfg.eval_every_epoch or step >= total):
+            end_of_epoch = state.step % state.steps_per_epoch == 0 or state.step >= state.total
+            if end_of_epoch and state.lead and (cfg.eval_every_epoch or state.step >= state.total):
                 eval_started, eval_cpu_started = time.perf_counter(), time.process_time()
-                meter = last_eval[step] = evaluate(model, test_ds, cfg, task, len(classes), device, progress)
-                history.append({"epoch": math.ceil(step / steps_per_epoch), "step": step,
-                                "train_loss": loss.item(), **{f"test_{k}": v for k, v in meter.summary().items()}})
+                meter = last_eval[state.step] = evaluate(state, state.test_ds, progress)
+                row = {"epoch": math.ceil(state.step / state.steps_per_epoch), "step": state.step,
+                       "train_loss": loss.item(), **{f"test_{k}": v for k, v in meter.summary().items()}}
                 if cfg.eval_train:
-                    on_train = evaluate(model, train_ds, cfg, task, len(classes), device, progress).summary()
-                    history[-1].update({f"train_{k}": v for k, v in on_train.items() if k != "loss"})
+                    on_train = evaluate(state, state.train_ds, progress).summary()
+                    row.update({f"train_{k}": v for k, v in on_train.items() if k != "loss"})
+                state.history.append(row)
+                state.log.append({"eval": True, **row})
                 eval_seconds += time.perf_counter() - eval_started
                 eval_cpu_seconds += time.process_time() - eval_cpu_started
-                tqdm.write(f"epoch {history[-1]['epoch']}: " + ", ".join(
-                    f"{k} {v:.4f}" for k, v in history[-1].items() if k.startswith("test_")))
-            checkpoint()
+                tqdm.write(f"epoch {row['epoch']}: " + ", ".join(
+                    f"{k} {v:.4f}" for k, v in row.items() if k.startswith("test_")))
+            save_checkpoint(state)
     bar.close()
-    checkpoint()
-    summary = {"status": status, "step": step, "total_steps": total, "run_dir": str(run_dir), "precision": precision,
+    save_checkpoint(state)
+    run_dir = cfg.run_dir
+    summary = {"status": status, "step": state.step, "total_steps": state.total, "run_dir": str(run_dir),
+               "task": task.name, "precision": state.precision,
                "train_seconds": time.perf_counter() - started - eval_seconds,
                "eval_seconds": eval_seconds,
                # CPU time of all threads: on a busy machine, train_cpu_seconds / threads estimates idle wall time.
                "train_cpu_seconds": time.process_time() - cpu_started - eval_cpu_seconds,
-               "history": history}
-    if lead:
-        save_weights(model, run_dir, model_config)
+               "history": state.history}
+    if state.lead:
+        save_weights(state.model, run_dir, state.model_config())
         if status == "finished":
-            meter = last_eval.get(step) or evaluate(model, test_ds, cfg, task, len(classes), device, progress)
-            summary["test"] = write_report(meter, classes, run_dir, task)
+            meter = last_eval.get(state.step) or evaluate(state, state.test_ds, progress)
+            summary["test"] = task.write_report(meter, state.classes, run_dir, title=run_dir.name)
         write_json(run_dir / "summary.json", summary)
+        from pixelwise.viz.figures import plot_training_curves
+        plot_training_curves(read_jsonl(run_dir / LOG), run_dir / "training_curves.png", title=cfg.name)
     dist.shutdown()
     return summary

@@ -50,15 +50,17 @@ def create_backbone(name: str, pretrained: Pretrained = False, in_chans: int = 3
     in_chans: input channels of the first convolution; pretrained 3-channel weights are adapted by timm.
     kw: passed to timm.create_model (e.g. out_indices to pick other levels, drop_path_rate).
     """
-    if pretrained is True:
-        if name != "efficientnet_lite0":
-            raise PixelwiseError(
-                f"backbone {name!r}: pretrained=True would download weights, which pixelwise never does; "
-                f"pass the path of a local weight file instead (pretrained=/path/to/{name}.safetensors)")
+    if pretrained is True and name != "efficientnet_lite0":
+        raise PixelwiseError(
+            f"backbone {name!r}: pretrained=True would download weights, which pixelwise never does; "
+            f"pass the path of a local weight file instead (pretrained=/path/to/{name}.safetensors)")
+    if name == "efficientnet_lite0" and isinstance(pretrained, bool):
+        # The architecture of the shipped weights (timm's tf_efficientnet_lite0), with or without them,
+        # so that a run folder rebuilt with pretrained=False takes its own weights; that module
+        # normalizes with the statistics of the reference weights itself.
         from pixelwise.models.pretrained import efficientnet_lite0_imagenet
-        # That module normalizes with the statistics of the reference weights itself.
         kw.setdefault("out_indices", (1, 2, 3, 4))
-        net = efficientnet_lite0_imagenet(features_only=True, in_chans=in_chans, **kw)
+        net = efficientnet_lite0_imagenet(features_only=True, weights=pretrained, in_chans=in_chans, **kw)
         return FeatureBackbone(net, None, None)
     # The architecture keywords (e.g. channels) shape the full model that the file is loaded into too.
     arch = {k: v for k, v in kw.items() if k not in ("out_indices", "features_only")}

@@ -97,17 +97,17 @@ class SmallResNet(nn.Module):
         return self.fc(self.pool(self.stages(self.stem(self.normalize(x)))).flatten(1))
 
 
-@register_model("linear")
+@register_model("linear", input_size=(1, 28, 28))
 def linear(**kwargs) -> LinearClassifier:
     """The shallow model: softmax regression on raw pixels."""
     return LinearClassifier(**kwargs)
 
 
-@register_model("cnn")
+@register_model("cnn", input_size=(1, 28, 28))
 def cnn(**kwargs) -> SmallCNN:
     return SmallCNN(**kwargs)
 
 
-@register_model("resnet_small")
+@register_model("resnet_small", input_size=(1, 28, 28))
 def resnet_small(**kwargs) -> SmallResNet:
     return SmallResNet(**kwargs)

@@ -111,7 +111,7 @@ class LadderDenseNet(EncoderDecoder):
             set_grad_checkpointing(self, True)
 
 
-@register_model("ldn121", task="segmentation")
+@register_model("ldn121", task="segmentation", pretrained=True)
 def ldn121(**kwargs) -> LadderDenseNet:
     """Ladder-style DenseNet-121 (LDN121 with stride 64 context, ladder up to stride 4)."""
     return LadderDenseNet(backbone="densenet121", **kwargs)

@@ -14,6 +14,9 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 
+from pixelwise.models.outputs import SegmentationOutput
+
+
 def upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinear resize of (N, C, h, w) to (N, C, *size); align_corners=False as in SwiftNet."""
     if tuple(x.shape[-2:]) == tuple(size):
@@ -111,7 +114,7 @@ class Blend(CheckpointedBlock):
 class SegmentationHeads(nn.Module):
     """Per-pixel classifiers on the final features: class logits and, optionally, one outlier logit.
 
-    (N, C, h, w) -> logits (N, K, h, w), or (logits, outlier logits (N, 1, h, w)) with an outlier head.
+    (N, C, h, w) -> logits (N, K, h, w), or SegmentationOutput(logits, outlier (N, 1, h, w)) with an outlier head.
     """
 
     def __init__(self, channels: int, num_classes: int, outlier_head: bool = False):
@@ -122,7 +125,7 @@ class SegmentationHeads(nn.Module):
     def forward(self, x: torch.Tensor):
         if self.outlier is None:
             return self.logits(x)
-        return self.logits(x), self.outlier(x)
+        return SegmentationOutput(self.logits(x), self.outlier(x))
 
 
 class LadderDecoder(nn.Module):
@@ -155,9 +158,9 @@ class LadderDecoder(nn.Module):
 
 
 def resize_outputs(out, size: Sequence[int]):
-    """Bilinear upsampling of a head's output (a tensor, or a tuple of tensors) to `size` (H, W)."""
-    if isinstance(out, tuple):
-        return tuple(upsample(o, size) for o in out)
+    """Bilinear upsampling of a head's output (a tensor, or a SegmentationOutput) to `size` (H, W)."""
+    if isinstance(out, SegmentationOutput):
+        return SegmentationOutput(*(upsample(o, size) for o in out))
     return upsample(out, size)
 
 

@@ -162,15 +162,18 @@ def _is_head(key: str, model: nn.Module, features_only: bool) -> bool:
     return key.startswith("classifier.") and not isinstance(getattr(model, "classifier", None), nn.Linear)
 
 
-def efficientnet_lite0_timm(features_only: bool = False, **timm_kwargs) -> nn.Module:
+def efficientnet_lite0_timm(features_only: bool = False, weights: bool = True, **timm_kwargs) -> nn.Module:
     """timm `tf_efficientnet_lite0` with the shipped ImageNet weights, WITHOUT normalization.
 
-    Expects inputs scaled to [-1, 1]. Every checkpoint key is used and every shape must agree; only the
+    Expects inputs scaled to [-1, 1]. weights=False: the same architecture, randomly initialized (what a
+    run folder rebuilds before loading its own weights). Every checkpoint key is used and every shape must agree; only the
     head is left out when timm builds none (num_classes=0, or features_only=True). With in_chans != 3
     the stem weights are adapted by timm (summed over RGB for 1 channel).
     """
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=features_only,
                             **timm_kwargs)
+    if not weights:
+        return net
     path = efficientnet_lite0_state_dict_path()
     sd = map_lukemelas_to_timm(torch.load(path, map_location="cpu", weights_only=True))
     in_chans = timm_kwargs.get("in_chans", 3)
@@ -199,19 +202,19 @@ class Normalized(nn.Module):
         return self.net(self.normalize(x))
 
 
-def efficientnet_lite0_imagenet(features_only: bool = False, **timm_kwargs) -> nn.Module:
+def efficientnet_lite0_imagenet(features_only: bool = False, weights: bool = True, **timm_kwargs) -> nn.Module:
     """Pretrained EfficientNet-Lite0 taking images (N, 3 or 1, H, W) float in [0, 1].
 
     Returns ImageNet logits (N, 1000); with features_only=True a list of feature maps, and the
     module has `feature_info.channels()` (16, 24, 40, 112, 320) and `.reduction()` (2, 4, 8, 16, 32).
     A 1-channel input is replicated to RGB by the normalization.
     """
-    net = efficientnet_lite0_timm(features_only=features_only, **timm_kwargs)
+    net = efficientnet_lite0_timm(features_only=features_only, weights=weights, **timm_kwargs)
     c = timm_kwargs.get("in_chans", 3)
     return Normalized(net, (LITE0_MEAN[0],) * c, (LITE0_STD[0],) * c)
 
 
-@register_model("efficientnet_lite0")
+@register_model("efficientnet_lite0", pretrained=True, mean=LITE0_MEAN, std=LITE0_STD)
 def efficientnet_lite0(num_classes: int = 1000, pretrained: bool = True, **timm_kwargs) -> nn.Module:
     """The ImageNet EfficientNet-Lite0 classifier (1000 classes) on [0, 1] images.
 

@@ -141,25 +141,25 @@ class SwiftNetPyramid(EncoderDecoder):
         return [self.backbone(p) for p in self.pyramid(x)]
 
 
-@register_model("swiftnet", task="segmentation")
+@register_model("swiftnet", task="segmentation", pretrained=True)
 def swiftnet(**kwargs) -> SwiftNet:
     """Single-scale SwiftNet on any timm backbone with strides 4-32 (`backbone=`, default resnet18)."""
     return SwiftNet(**kwargs)
 
 
-@register_model("swiftnet_rn18", task="segmentation")
+@register_model("swiftnet_rn18", task="segmentation", pretrained=True)
 def swiftnet_rn18(**kwargs) -> SwiftNet:
     """SwiftNet-RN18, the paper's single-scale model."""
     return SwiftNet(backbone="resnet18", **kwargs)
 
 
-@register_model("swiftnet_pyramid", task="segmentation")
+@register_model("swiftnet_pyramid", task="segmentation", pretrained=True)
 def swiftnet_pyramid(**kwargs) -> SwiftNetPyramid:
     """Pyramid-fusion SwiftNet on any timm backbone with strides 4-32."""
     return SwiftNetPyramid(**kwargs)
 
 
-@register_model("swiftnet_pyramid_rn18", task="segmentation")
+@register_model("swiftnet_pyramid_rn18", task="segmentation", pretrained=True)
 def swiftnet_pyramid_rn18(**kwargs) -> SwiftNetPyramid:
     """Pyramid-fusion SwiftNet-RN18 with three pyramid levels."""
     return SwiftNetPyramid(backbone="resnet18", **kwargs)

@@ -82,7 +82,7 @@ class TransferClassifier(nn.Module):
         return self.head(self.backbone(self.normalize(x)))
 
 
-@register_model("transfer")
+@register_model("transfer", input_size=(3, 128, 128), pretrained=True)
 def transfer(backbone: str = LITE0, num_classes: int = 10, in_chans: int = 3, pretrained: bool | str = True,
              drop_rate: float = 0.2, input_size: int | None = 128, adapt_first_conv: bool = False) -> nn.Module:
     """A pretrained backbone (timm name or 'efficientnet_lite0') with a new head for `num_classes`."""

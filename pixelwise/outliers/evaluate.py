@@ -19,8 +19,8 @@ IGNORE = 255
 class OutlierEvaluation:
     """Inlier confusion matrix and outlier scores accumulated over a whole dataset."""
 
-    def __init__(self, num_classes: int, score_names: list[str]):
-        self.num_classes = num_classes
+    def __init__(self, num_classes: int, score_names: list[str], mode: str = "none"):
+        self.num_classes, self.mode = num_classes, mode
         self.cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
         self.meter = OutlierMeter(score_names)
         self.primary = "outlier_head" if "outlier_head" in score_names else "max_softmax"
@@ -74,7 +74,7 @@ def evaluate_outliers(model: nn.Module, dataset: Dataset, num_classes: int, mode
     was_training = model.training
     model.eval()
     names = ["max_softmax", "entropy", "max_logit"] + ([] if mode == "none" else ["outlier_head"])
-    result = OutlierEvaluation(num_classes, names)
+    result = OutlierEvaluation(num_classes, names, mode)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     for batch in tqdm(loader, desc="eval outliers", leave=False, disable=not progress or None):
         x, masks = batch[0], batch[1]
@@ -86,7 +86,7 @@ def evaluate_outliers(model: nn.Module, dataset: Dataset, num_classes: int, mode
 
 def write_outlier_report(result: OutlierEvaluation, classes: list[str], out_dir: str | Path) -> dict:
     """metrics.json-style outliers.json, outliers.md table, per-class IoU and precision_recall.png in out_dir."""
-    from pixelwise.engine.checkpoint import write_json
+    from pixelwise.files import write_json
     from pixelwise.viz.figures import plot_curves
     out_dir = Path(out_dir)
     summary = result.summary()
@@ -103,17 +103,3 @@ def write_outlier_report(result: OutlierEvaluation, classes: list[str], out_dir:
     plot_curves(curves, out_dir / "precision_recall.png", "recall", "precision",
                 title="outlier detection: precision-recall (outlier = positive)")
     return summary
-
-
-def evaluate_outlier_run(model: nn.Module, dataset: Dataset, classes: list[str], mode: str, run, split: str,
-                         out_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """`pixelwise eval` of an outlier run: metrics table, per-class IoU and the precision-recall figure."""
-    result = evaluate_outliers(model, dataset, len(classes), mode, torch.device("cpu"), progress=progress)
-    out = Path(out_dir or Path(run) / "eval")
-    summary = write_outlier_report(result, classes, out)
-    metrics = {"run": str(run), "split": split, "mode": mode, **summary}
-    rows = ", ".join(f"{name} AP {m['ap']:.4f} / AUROC {m['auroc']:.4f} / FPR95 {m['fpr95']:.4f}"
-                     for name, m in result.metrics().items())
-    text = (f"{split}: inlier mIoU {summary['miou']:.4f}; outliers: {rows}; table, precision-recall "
-            f"figure and per-class IoU in {out}")
-    return {"metrics": metrics, "text": text}

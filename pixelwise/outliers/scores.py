@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from pixelwise.models.outputs import SegmentationOutput
+
 BASELINES = ("max_softmax", "entropy", "max_logit")
 
 
@@ -44,12 +46,11 @@ def outlier_class(logits: torch.Tensor) -> torch.Tensor:
 def split_output(output, mode: str = "none") -> tuple[torch.Tensor, torch.Tensor | None]:
     """A segmenter's output -> (semantic logits (N, K, H, W) over the inlier classes, outlier score or None).
 
-    mode: 'none' (plain logits), 'two_heads' ((logits, outlier_logits) tuple) or 'single_head'
-    (logits whose last class is 'outlier').
+    mode: 'none' (plain logits), 'two_heads' (a SegmentationOutput) or 'single_head' (logits whose
+    last class is 'outlier').
     """
-    if isinstance(output, (tuple, list)):
-        logits, extra = output
-        return logits, outlier_head(extra)
+    if isinstance(output, SegmentationOutput):
+        return output.logits, outlier_head(output.outlier)
     if mode == "single_head":
         return output[:, :-1], outlier_class(output)
     return output, None

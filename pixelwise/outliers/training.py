@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from pixelwise.errors import PixelwiseError
-from pixelwise.outliers.paste import IGNORE, paste_negatives
+from pixelwise.data.paste import IGNORE, paste_negatives
+from pixelwise.models.outputs import SegmentationOutput
 
 
 def outlier_model_kwargs(cfg, num_classes: int) -> dict:
@@ -51,14 +52,14 @@ def add_negatives(x: torch.Tensor, masks: torch.Tensor, cfg, gen: torch.Generato
 def outlier_loss(output, target: tuple[torch.Tensor, torch.Tensor], cfg) -> torch.Tensor:
     """Semantic cross-entropy (pasted pixels ignored) + cfg.loss_weight x the outlier loss.
 
-    two_heads: output (logits (N, K, H, W), outlier_logits (N, 1, H, W)); the outlier loss is binary
+    two_heads: output SegmentationOutput(logits (N, K, H, W), outlier (N, 1, H, W)); the outlier loss is binary
     cross-entropy with logits over non-ignored pixels. single_head: output (N, K+1, H, W); pasted pixels
     are class K, and their cross-entropy terms carry weight cfg.loss_weight.
     """
     masks, targets = target
     masks, targets = masks.long(), targets.long()
     if cfg.mode == "two_heads":
-        if not isinstance(output, (tuple, list)):
+        if not isinstance(output, SegmentationOutput):
             raise PixelwiseError("outliers.mode=two_heads: the model returns no outlier map; use a "
                                  "segmenter that takes outlier_head=True (e.g. swiftnet_rn18)")
         logits, outlier_logits = output

@@ -57,3 +57,43 @@ def plot_curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, path)
+
+
+def plot_training_curves(rows: Sequence[dict], path: str | Path, title: str = "") -> Path | None:
+    """Training loss (with a moving average), learning rate and evaluation metrics against the step.
+
+    rows: a run's train_log.jsonl (pixelwise.engine.train): step rows {step, loss, lr} and evaluation
+    rows {eval: true, step, test_*}. Returns None when there is no step row to draw.
+    """
+    steps = [r for r in rows if not r.get("eval") and "loss" in r]
+    if not steps:
+        return None
+    evals = [r for r in rows if r.get("eval")]
+    metrics = sorted({k for r in evals for k in r if k.startswith("test_") and k != "test_loss"
+                      and isinstance(r[k], (int, float)) and k != "test_n"})
+    panels = 2 + bool(metrics)
+    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.6))
+    x = np.array([r["step"] for r in steps])
+    loss = np.array([r["loss"] for r in steps], dtype=np.float64)
+    window = max(1, len(loss) // 50)
+    axes[0].plot(x, loss, alpha=0.35, lw=0.8, label="loss")
+    if window > 1:
+        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+        axes[0].plot(x[window - 1:], smooth, lw=1.5, label=f"mean of {window}")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("training loss")
+    axes[0].legend()
+    axes[1].plot(x, [r["lr"] for r in steps])
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("learning rate (group 0)")
+    if metrics:
+        for k in metrics:
+            axes[2].plot([r["step"] for r in evals], [r.get(k, np.nan) for r in evals], marker="o", label=k[5:])
+        axes[2].set_xlabel("step")
+        axes[2].set_ylabel("test metric")
+        axes[2].legend(fontsize=7)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

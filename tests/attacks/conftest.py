@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pixelwise.config import load_config
-from pixelwise.engine.train import train
+from pixelwise.tasks import train
 from tests.conftest import make_pattern_images, write_idx
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from pixelwise.models.normalize import Normalize
+from pixelwise.models.outputs import SegmentationOutput
 
 
 def linear_classifier(in_chans: int = 1, side: int = 8, classes: int = 5, seed: int = 0) -> nn.Module:
@@ -26,7 +27,7 @@ class PointwiseSegmenter(nn.Module):
     def forward(self, x: torch.Tensor):
         z = self.normalize(x)
         logits = self.body(z)
-        return (logits, self.outlier(z)) if self.outlier is not None else logits
+        return SegmentationOutput(logits, self.outlier(z)) if self.outlier is not None else logits
 
 
 def conv_segmenter(in_chans: int = 3, classes: int = 4, seed: int = 0) -> nn.Module:

@@ -11,13 +11,13 @@ from torch.utils.data import Subset
 from torchvision.transforms.v2 import functional as TF
 
 from pixelwise.attacks import fgsm
-from pixelwise.attacks.cli import parse_eps_list
+from pixelwise.cli.attack import parse_eps_list
 from pixelwise.cli import main
 from pixelwise.config import DataConfig
 from pixelwise.data import build_dataset
 from pixelwise.errors import PixelwiseError
-from pixelwise.predict import load_run
-from pixelwise.viz.adversarial import adversarial_example_figure
+from pixelwise.tasks import load_run, run_config
+from pixelwise.attacks.figures import adversarial_example_figure
 from tests.attacks.models import linear_classifier
 
 
@@ -37,7 +37,7 @@ def test_attack_run_folder(adv_run, data_dir, tmp_path):
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert [r["eps"] for r in rows] == [0, 0.2] and rows[0]["n"] == 64
     model, config = load_run(adv_run)
-    data = DataConfig.model_validate({**config["train_config"]["data"], "root": str(data_dir)})
+    data = run_config(config).data.model_copy(update={"root": str(data_dir)})
     images, labels = zip(*Subset(build_dataset(data, "test"), range(64)))
     x, y = torch.stack(images), torch.tensor(labels)
     assert rows[0]["accuracy"] == pytest.approx((model(x).argmax(1) == y).float().mean().item())

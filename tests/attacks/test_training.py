@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from pixelwise.attacks import adversarial_batch, fgsm, pgd
 from pixelwise.attacks.budgets import per_sample_norm
 from pixelwise.config import AdversarialConfig
-from pixelwise.engine.train import train
+from pixelwise.tasks import train
 from pixelwise.models import create_model
 from tests.attacks.conftest import adv_config
 

@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pixelwise.models.outputs import SegmentationOutput
+
 
 class TinySegmenter(nn.Module):
     """conv-BN-ReLU, a stride-2 conv-BN-ReLU, a 1x1 classifier, bilinear upsampling to input size.
@@ -26,7 +28,7 @@ class TinySegmenter(nn.Module):
         logits = F.interpolate(self.head(y), size=size, mode="bilinear", align_corners=False)
         if self.outlier is None:
             return logits
-        return logits, F.interpolate(self.outlier(y), size=size, mode="bilinear", align_corners=False)
+        return SegmentationOutput(logits, F.interpolate(self.outlier(y), size=size, mode="bilinear", align_corners=False))
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:

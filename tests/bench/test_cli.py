@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pixelwise.bench.benchmark import RESULT_FIELDS, benchmark
-from pixelwise.bench.cli import parse_size
+from pixelwise.cli.bench import parse_size
 from pixelwise.bench.measure import count_flops
 from pixelwise.cli import main
 from pixelwise.errors import PixelwiseError

@@ -8,6 +8,7 @@ from torch.utils.data import TensorDataset
 from pixelwise.bench.export import export_onnx, onnx_parity, onnx_session, run_onnx, time_onnx
 from pixelwise.bench.quantize import calibration_images, compare_accuracy, quantize_onnx
 from pixelwise.models import create_model
+from pixelwise.tasks import get_task
 from tests.bench.models import TinySegmenter, randomize_batchnorm
 
 
@@ -51,7 +52,7 @@ def test_classifier_int8_is_quantized_and_close(tmp_path):
     int8 = onnx_session(tmp_path / "cnn.int8.onnx", threads=1)
     a, b = torch.from_numpy(run_onnx(fp32, images)[0]), torch.from_numpy(run_onnx(int8, images)[0])
     assert (a - b).abs().max() < 0.1 * a.abs().max()
-    result = compare_accuracy(model, {"onnx_fp32": fp32, "int8": int8}, dataset, "classification", 10,
+    result = compare_accuracy(model, {"onnx_fp32": fp32, "int8": int8}, dataset, lambda: get_task("classification").accuracy_meter(10),
                               batch_size=8, progress=False)
     assert result["metric"] == "top1" and result["images"] == 24
     assert abs(result["onnx_fp32_drop_points"]) < 1e-9  # the same function, exported
@@ -66,5 +67,6 @@ def test_segmenter_miou_comparison_ignores_255(tmp_path):
     masks[:, :4] = 255
     export_onnx(model, images[:1], tmp_path / "seg.onnx")
     result = compare_accuracy(model, {"onnx": onnx_session(tmp_path / "seg.onnx", threads=1)},
-                              TensorDataset(images, masks), "segmentation", 4, progress=False)
+                              TensorDataset(images, masks), lambda: get_task("segmentation").accuracy_meter(4),
+                              progress=False)
     assert result["metric"] == "miou" and result["pytorch_fp32"] == 1.0 and result["onnx"] == 1.0

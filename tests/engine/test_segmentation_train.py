@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from pixelwise.cli import main
 from pixelwise.config import load_config
 from pixelwise.engine.inference import segment_logits
-from pixelwise.engine.tasks import compute_loss
-from pixelwise.engine.train import train
+from pixelwise.tasks import get_task
+from pixelwise.tasks import train
 from pixelwise.models import register_model
 from pixelwise.models.registry import unregister_model
 
@@ -97,7 +97,7 @@ def test_train_eval_predict_on_tiny_fashion_scenes(tmp_path, capsys):
     # Test-time augmentation from the command line scores what the Python API scores.
     from pixelwise.data.scenes import FashionScenes
     from pixelwise.engine.inference import evaluate_segmenter
-    from pixelwise.predict import load_run
+    from pixelwise.tasks import load_run
     assert main(["eval", str(run), "--quiet", "--scales", "0.5", "1", "--flip", "--out", str(tmp_path / "tta"),
                  "--json", str(tmp_path / "tta.json")]) == 0
     assert main(["eval", str(run), "--quiet", "--scales", "1", "0"]) == 2
@@ -143,7 +143,7 @@ def test_loss_ignores_the_ignore_label():
     target = torch.full((1, 2, 2), 255)
     target[0, 1, 0] = 2
     expected = F.cross_entropy(logits[:, :, 1, 0], torch.tensor([2]))
-    torch.testing.assert_close(compute_loss(logits, target, cfg, "segmentation"), expected)
+    torch.testing.assert_close(get_task("segmentation").output_loss(logits, target, cfg), expected)
 
 
 def test_sliding_window_equals_whole_image_for_a_local_model():

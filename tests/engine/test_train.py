@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from pixelwise.config import load_config
 from pixelwise.engine.checkpoint import load_resume_state
-from pixelwise.engine.train import lr_factor, pick_precision, train
+from pixelwise.engine.train import lr_factor, pick_precision
+from pixelwise.tasks import train
 from pixelwise.errors import PixelwiseError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -73,7 +73,7 @@ def test_real_photos_are_classified(lite0, batch):
 
 
 def test_predict_command_path_on_png_files(tmp_path):
-    from pixelwise.predict import predict_images
+    from pixelwise.tasks import predict_images
     files = []
     for n in PHOTOS:
         Image.fromarray(getattr(skdata, n)()).save(tmp_path / f"{n}.png")

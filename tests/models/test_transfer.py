@@ -72,8 +72,8 @@ def test_param_groups_flag_the_backbone():
 
 
 def test_backbone_frozen_for_first_steps_then_trained(tmp_path):
-    from pixelwise.engine.train import train
-    from pixelwise.predict import load_run
+    from pixelwise.tasks import train
+    from pixelwise.tasks import load_run
     cfg = TrainConfig(name="freeze", model="transfer", out_dir=str(tmp_path / "run"), threads=1,
                       model_kwargs={"input_size": 32, "drop_rate": 0.0},
                       data={"train_limit": 32, "test_limit": 16}, batch_size=8, max_steps=4,

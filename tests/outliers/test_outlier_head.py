@@ -2,6 +2,7 @@
 import torch
 import torch.nn as nn
 
+from pixelwise.models.outputs import SegmentationOutput
 from pixelwise.config import OutliersConfig
 from pixelwise.data.scenes import generate_scenes
 from pixelwise.outliers.evaluate import OutlierEvaluation
@@ -25,7 +26,7 @@ class TinySegmenter(nn.Module):
 
     def forward(self, x):
         f = self.body(x)
-        return (self.classifier(f), self.outlier(f)) if self.outlier is not None else self.classifier(f)
+        return SegmentationOutput(self.classifier(f), self.outlier(f)) if self.outlier is not None else self.classifier(f)
 
 
 def scenes(n: int, tmp_path):
@@ -93,7 +94,7 @@ def test_outlier_loss_weighting():
     p = head[:, 0][keep].sigmoid()
     bce = -(targets[keep] * p.log() + (1 - targets[keep]) * (1 - p).log()).mean()
     two = OutliersConfig(mode="two_heads", loss_weight=2.5)
-    assert torch.allclose(outlier_loss((logits, head), (masks, targets), two), semantic + 2.5 * bce, atol=1e-6)
+    assert torch.allclose(outlier_loss(SegmentationOutput(logits, head), (masks, targets), two), semantic + 2.5 * bce, atol=1e-6)
     # Single head: pasted pixels are class K, their terms weighted, mean over non-ignored pixels.
     single = OutliersConfig(mode="single_head", loss_weight=3.0)
     labels = torch.where(targets == 1, 3, masks)

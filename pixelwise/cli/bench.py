@@ -1,9 +1,11 @@
-"""`pixelwise bench` and `pixelwise export`: thin layers over pixelwise.bench."""
+"""`pixelwise bench` and `pixelwise export`: thin layers over pixelwise.bench, asking the run's task for
+its example input and its accuracy metric."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from pixelwise.cli.common import json_output
 from pixelwise.errors import PixelwiseError
 
 
@@ -19,42 +21,38 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def load_model(name_or_run: str, num_classes: int | None = None):
-    """(model in eval mode, task, run config or None) for a registered model name or a run folder."""
+    """(model in eval mode, its Task, run config or None) for a registered model name or a run folder.
+
+    A model name gets the first registered task of its kind (classification, segmentation, ...)."""
     from pixelwise.models import create_model, model_task
+    from pixelwise.tasks import get_task, list_tasks, load_run, task_of_run
     if Path(name_or_run).is_dir():
-        from pixelwise.predict import load_run
         model, config = load_run(name_or_run)
-        return model, config.get("task") or model_task(config["model"]), config
+        return model, task_of_run(config), config
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    return create_model(name_or_run, **kwargs).eval(), model_task(name_or_run), None
+    model = create_model(name_or_run, **kwargs).eval()
+    kind = model_task(name_or_run)
+    tasks = [get_task(t) for t in list_tasks() if get_task(t).model_kind == kind]
+    return model, min(tasks, key=lambda t: t.priority), None
 
 
-def default_input(model, task: str, size: str | None, channels: int | None) -> tuple[int, int, int]:
-    """(C, H, W) for a model: the first layer's input channels; 28x28 for 1-channel classifiers,
-    224x224 for other classifiers and 1024x2048 (the efficiency protocol) for segmenters."""
-    import torch.nn as nn
-    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
-    c = channels or (first.in_channels if isinstance(first, nn.Conv2d) else 1)
-    if size:
-        h, w = parse_size(size)
-    elif task == "segmentation":
-        h, w = 1024, 2048
-    else:
-        h = w = 28 if c == 1 else 224
-    return c, h, w
+def default_input(model_name: str, task, config: dict | None, size: str | None,
+                  channels: int | None) -> tuple[int, int, int]:
+    """(C, H, W): the run's input where known, else the model's registered input size (1024x2048, the
+    efficiency protocol's, for segmenters); --size and --channels override."""
+    return task.example_input(config, model_name, parse_size(size) if size else None, channels)
 
 
 def cmd_bench(args) -> int:
     from pixelwise.bench.benchmark import benchmark, format_result
-    model, task, _ = load_model(args.model, args.num_classes)
-    c, h, w = default_input(model, task, args.size, args.channels)
+    model, task, config = load_model(args.model, args.num_classes)
+    c, h, w = default_input(config["model"] if config else args.model, task, config, args.size, args.channels)
     if args.batch < 1:
         raise PixelwiseError(f"--batch {args.batch}: give a positive batch size")
     result = benchmark(model, (args.batch, c, h, w), name=args.model, device=args.device,
                        precision=args.precision, mode=args.mode, optimizations=args.optimize,
                        threads=args.threads, warmup=args.warmup, runs=args.runs)
     print(format_result(result))
-    from pixelwise.cli import json_output
     json_output(args, result)
     return 0
 
@@ -66,11 +64,11 @@ def cmd_export(args) -> int:
     from pixelwise.bench.measure import time_callable
     from pixelwise.bench.benchmark import num_threads
     model, task, config = load_model(args.model, args.num_classes)
-    c, h, w = default_input(model, task, args.size, args.channels)
+    c, h, w = default_input(config["model"] if config else args.model, task, config, args.size, args.channels)
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(args.check, c, h, w, generator=generator)
     onnx_path = Path(args.onnx)
-    result: dict = {"model": args.model, "task": task, "input_shape": [1, c, h, w]}
+    result: dict = {"model": args.model, "task": task.name, "input_shape": [1, c, h, w]}
     with num_threads(args.threads):
         result["export"] = export_onnx(model, images[:1], onnx_path)
         session = onnx_session(onnx_path, args.threads)
@@ -87,7 +85,6 @@ def cmd_export(args) -> int:
             print(f"warning: ONNX outputs differ from PyTorch by more than {result['parity']['rtol']:g} (relative)")
         if args.int8:
             result["int8"] = _export_int8(args, model, task, config, onnx_path, images, (c, h, w))
-    from pixelwise.cli import json_output
     json_output(args, result)
     return 0
 
@@ -100,10 +97,8 @@ def _export_int8(args, model, task: str, config: dict | None, onnx_path: Path, i
     int8_path = onnx_path.with_name(onnx_path.stem + ".int8.onnx")
     train_set = test_set = None
     if config is not None:
-        from pixelwise.config import DataConfig
-        from pixelwise.data import build_dataset
-        data = DataConfig.model_validate(config["train_config"]["data"])
-        train_set, test_set = build_dataset(data, "train"), build_dataset(data, "test")
+        from pixelwise.tasks import run_config
+        train_set, test_set = task.datasets(run_config(config))
     if train_set is not None:
         calibration = calibration_images(train_set, args.calibration)
         source = f"{len(calibration)} training images of the run"
@@ -119,7 +114,7 @@ def _export_int8(args, model, task: str, config: dict | None, onnx_path: Path, i
     if test_set is not None:
         from torch.utils.data import Subset
         subset = Subset(test_set, range(min(args.eval_images, len(test_set))))
-        acc = compare_accuracy(model, {"int8": session}, subset, task, len(config["classes"]),
+        acc = compare_accuracy(model, {"int8": session}, subset, lambda: task.accuracy_meter(len(config["classes"])),
                                progress=not args.quiet)
         info["accuracy"] = acc
         print(f"{acc['metric']} on {acc['images']} test images: fp32 {acc['pytorch_fp32']:.4f}, "

@@ -6,7 +6,7 @@ import torch
 from pixelwise.data.fs_ood import OUTLIER_PHOTOS, digit_negatives, generate_fs_ood, load_negatives, photo_bank
 from pixelwise.data.scenes import TEXTURE_PHOTOS
 from pixelwise.errors import PixelwiseError
-from pixelwise.outliers.paste import object_shapes, paste_negatives
+from pixelwise.data.paste import object_shapes, paste_negatives
 
 
 def batch(n=6, size=40, seed=0):

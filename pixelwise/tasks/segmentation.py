@@ -1,0 +1,85 @@
+"""Semantic segmentation: targets (N, H, W) class indices with 255 = ignore; mIoU over the dataset."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from pixelwise.config import DataConfig, TrainConfig
+from pixelwise.engine.inference import evaluate_segmenter, segment_logits, write_segmentation_report
+from pixelwise.metrics.segmentation import IGNORE_INDEX, SegmentationMeter
+from pixelwise.tasks.base import Task, read_images
+from pixelwise.tasks.registry import register_task
+
+
+def run_data(config: dict) -> DataConfig:
+    """The data section of a run's config.json (pixelwise.config.saved_data_config reads old runs too)."""
+    from pixelwise.config import saved_data_config
+    return saved_data_config(config.get("train_config", {}).get("data", {}))
+
+
+def write_prediction_pictures(image: torch.Tensor, pred: torch.Tensor, palette, out_dir: Path, stem: str) -> dict:
+    """STEM_overlay.png (prediction blended on the image) and STEM_labels.png (class indices) in out_dir."""
+    from pixelwise.viz.overlays import overlay, save_png
+    return {"overlay": str(save_png(overlay(image, pred, palette), out_dir / f"{stem}_overlay.png")),
+            "labels": str(save_png(pred.to(torch.uint8).cpu().numpy(), out_dir / f"{stem}_labels.png"))}
+
+
+class Segmentation(Task):
+    name = "segmentation"
+    model_kind = "segmentation"
+    test_time_augmentation = True
+
+    def output_loss(self, output, target, cfg: TrainConfig) -> torch.Tensor:
+        return F.cross_entropy(output, target.long(), ignore_index=IGNORE_INDEX)
+
+    def evaluate(self, model: nn.Module, dataset: Dataset, cfg: TrainConfig, num_classes: int,
+                 device: torch.device, progress: bool = True) -> SegmentationMeter:
+        return evaluate_segmenter(model, dataset, num_classes, device, cfg.eval_batch_size,
+                                  workers=cfg.data.workers, progress=progress, window=cfg.data.eval_window,
+                                  scales=cfg.data.eval_scales, flip=cfg.data.eval_flip)
+
+    def write_report(self, meter: SegmentationMeter, classes: list[str], out_dir: Path, title: str = "") -> dict:
+        return write_segmentation_report(meter, classes, out_dir, title=title)
+
+    def describe(self, metrics: dict) -> str:
+        return (f"mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f} on "
+                f"{metrics['n']} images")
+
+    def accuracy_meter(self, num_classes: int):
+        return SegmentationMeter(num_classes), "miou"
+
+    def predict(self, model: nn.Module, config: dict, images: list[str], out_dir: Path, *, topk: int = 5,
+                scales: Sequence[float] | None = None, flip: bool | None = None,
+                device: torch.device = torch.device("cpu")) -> list[dict]:
+        """Segment image files: colour overlays and label maps as PNG, and each class's share of pixels.
+
+        Each image is read as RGB at its own size (sliding windows when the run used data.eval_window;
+        test-time scales and flip as given, else as the run's data.eval_scales and data.eval_flip).
+        """
+        from pixelwise.viz.overlays import palette_for
+        classes, out_dir, data = config["classes"], Path(out_dir), run_data(config)
+        scales = scales if scales is not None else data.eval_scales
+        flip = flip if flip is not None else data.eval_flip
+        palette, results = palette_for(classes), []
+        for path, image in zip(images, read_images(images, "RGB")):
+            logits = segment_logits(model, image[None].to(device), data.eval_window, scales=scales, flip=flip)
+            pred = logits.argmax(1)[0].cpu()
+            files = write_prediction_pictures(image, pred, palette, out_dir, Path(path).stem)
+            files.update(self.extra_pictures(model, config, image, device, out_dir, Path(path).stem))
+            share = torch.bincount(pred.flatten(), minlength=len(classes)).double() / pred.numel()
+            results.append({"image": str(path), "files": files,
+                            "class_fractions": {c: float(f) for c, f in zip(classes, share) if f > 0}})
+        return results
+
+    def extra_pictures(self, model: nn.Module, config: dict, image: torch.Tensor, device: torch.device,
+                       out_dir: Path, stem: str) -> dict:
+        """More pictures of one predicted image beside the overlay (none for plain segmentation)."""
+        return {}
+
+
+register_task(Segmentation())
