@@ -66,3 +66,19 @@ def test_bad_inputs_give_one_line_errors(trained_run, tmp_path, capsys):
     assert "apply to segmentation runs only" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", str(_empty(tmp_path)), "--bogus"])
+
+
+def test_eval_predict_attack_take_a_device(trained_run, tmp_path, capsys, monkeypatch):
+    images, _ = make_pattern_images(1, seed=3)
+    Image.fromarray(images[0]).save(tmp_path / "one.png")
+    assert main(["eval", str(trained_run), "--device", "cpu", "--quiet"]) == 0
+    assert main(["predict", "--checkpoint", str(trained_run), str(tmp_path / "one.png"), "--device", "cpu"]) == 0
+    assert main(["attack", str(trained_run), "--device", "cpu", "--eps", "0,0.1", "--steps", "2", "--limit", "8",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    for argv in (["eval", str(trained_run)], ["predict", "--checkpoint", str(trained_run), str(tmp_path / "one.png")],
+                 ["attack", str(trained_run), "--eps", "0"]):
+        assert main([*argv, "--device", "cuda", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "no CUDA GPU is available" in err and len(err.splitlines()) == 1, err

@@ -84,6 +84,12 @@ class Task:
             raise PixelwiseError(f"{run}: --scales/--flip (test-time augmentation) apply to segmentation "
                                  f"runs only (without outlier scoring), not to {self.name} runs; leave them out")
 
+    def smoke_overrides(self, root: str) -> list[str]:
+        """Config overrides (on the defaults) for a run of a few steps on tiny data cached under `root`,
+        a few seconds on a CPU: tests/tasks/test_every_task.py trains, resumes, evaluates, predicts
+        and exports every registered task with them."""
+        raise NotImplementedError(f"task {self.name!r} gives no smoke_overrides")
+
     # --- user files -----------------------------------------------------------------------------
     def predict(self, model: nn.Module, config: dict, images: list[str], out_dir: Path, *, topk: int = 5,
                 scales: Sequence[float] | None = None, flip: bool | None = None,

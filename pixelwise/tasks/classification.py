@@ -94,6 +94,10 @@ class Classification(Task):
         tops = classify(model, torch.stack(batch).to(device), config["classes"], topk)
         return [{"image": str(p), "top": top} for p, top in zip(images, tops)]
 
+    def smoke_overrides(self, root: str) -> list[str]:
+        return ["model=cnn", "data.name=fashion_mnist", "data.augment=crop_flip", "data.train_limit=64",
+                "data.test_limit=16", "batch_size=16", "epochs=2", "optim.lr=0.05"]
+
     def example_input(self, config: dict | None, model_name: str, size: tuple[int, int] | None = None,
                       channels: int | None = None) -> tuple[int, int, int]:
         if config is None:

@@ -57,6 +57,11 @@ class OutlierSegmentation(Segmentation):
                          f"{metrics[n + '_fpr95']:.4f}" for n in names)
         return f"inlier mIoU {metrics['miou']:.4f}; outliers: {rows}"
 
+    def smoke_overrides(self, root: str) -> list[str]:
+        seg = super().smoke_overrides(root)
+        return [o.replace("data.name=fashion_scenes", "data.name=fs_ood") for o in seg] + [
+            "outliers.mode=two_heads", "outliers.negatives=digits", "outliers.min_size=8", "outliers.max_size=16"]
+
     def accuracy_meter(self, num_classes: int):
         raise PixelwiseError("int8 accuracy comparison of outlier runs is not supported: compare the "
                              "segmentation of a run without outlier scoring")

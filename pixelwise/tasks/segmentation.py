@@ -76,6 +76,21 @@ class Segmentation(Task):
                             "class_fractions": {c: float(f) for c, f in zip(classes, share) if f > 0}})
         return results
 
+    def smoke_overrides(self, root: str) -> list[str]:
+        return ["model=swiftnet", "model_kwargs={num_features: 16, backbone_kwargs: {channels: [8, 16, 32, 64], "
+                "stem_width: 8}}", "data.name=fashion_scenes", f"data.root={root}", "data.canvas_size=32",
+                "data.train_limit=16", "data.test_limit=4", "data.augment=scale_crop_flip", "data.crop_size=32",
+                "batch_size=4", "epochs=2", "optim.name=adam", "optim.lr=0.01", "eval_batch_size=4"]
+
+    def example_input(self, config: dict | None, model_name: str, size: tuple[int, int] | None = None,
+                      channels: int | None = None) -> tuple[int, int, int]:
+        """A run on generated scenes takes its canvas; anything else the registered size (1024x2048)."""
+        c, h, w = super().example_input(config, model_name, size, channels)
+        data = (config or {}).get("train_config", {}).get("data", {})
+        if size is None and data.get("name") in ("fashion_scenes", "fs_ood"):
+            h = w = data["canvas_size"]
+        return c, h, w
+
     def extra_pictures(self, model: nn.Module, config: dict, image: torch.Tensor, device: torch.device,
                        out_dir: Path, stem: str) -> dict:
         """More pictures of one predicted image beside the overlay (none for plain segmentation)."""
