@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from pixelwise.errors import PixelwiseError
 
@@ -16,24 +16,39 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class DataConfig(Section):
-    name: str = "fashion_mnist"          # fashion_mnist | folder (more in pixelwise.data.build_dataset)
+class DataSection(Section):
+    """What every dataset kind has; one subclass per kind, chosen by `name` (a discriminated union), so
+    a key that does not apply to the chosen dataset is an error that names the dataset."""
     root: str | None = None              # --data-dir: where the files are
-    val_root: str | None = None          # folder datasets: a separate validation folder
     train_limit: int | None = Field(None, ge=1)  # keep the first N training items (quick runs)
     test_limit: int | None = Field(None, ge=1)
-    image_size: int | None = Field(None, ge=8)   # folder datasets resize to this
-    channels: int = Field(1, ge=1, le=3)
-    augment: Literal["none", "crop_flip", "scale_crop_flip"] = "none"   # scale_crop_flip: segmentation
     workers: int = Field(0, ge=0)
-    photometric: bool = False                   # segmentation: random brightness/contrast, blur, noise
-    crop_padding: int = Field(4, ge=0)          # classification crop_flip: shift by up to this many pixels
-    label_noise: float = Field(0.0, ge=0, le=1)  # fashion_mnist: this fraction of training labels made random
-    # Segmentation (pixelwise.data.transforms, pixelwise.data.scenes):
-    crop_size: int | None = Field(None, ge=8)           # training crop side (default: canvas/image size)
+
+
+class ClassificationData(DataSection):
+    augment: Literal["none", "crop_flip"] = "none"
+    crop_padding: int = Field(4, ge=0)          # crop_flip: shift by up to this many pixels
+
+
+class FashionMNISTData(ClassificationData):
+    name: Literal["fashion_mnist"] = "fashion_mnist"
+    label_noise: float = Field(0.0, ge=0, le=1)  # this fraction of training labels made random
+
+
+class FolderData(ClassificationData):
+    """Your own images, one sub-folder per class."""
+    name: Literal["folder"] = "folder"
+    val_root: str | None = None          # a separate validation folder
+    image_size: int | None = Field(None, ge=8)   # images are resized to this side (default 224)
+    channels: int = Field(1, ge=1, le=3)
+
+
+class SegmentationSection(DataSection):
+    """Training crops (pixelwise.data.transforms) and test-time augmentation of segmentation datasets."""
+    augment: Literal["none", "crop_flip", "scale_crop_flip"] = "none"
+    photometric: bool = False                   # random brightness/contrast, blur, noise
+    crop_size: int | None = Field(None, ge=8)           # training crop side (default: canvas size or 512)
     scale_range: tuple[float, float] = (0.5, 2.0)       # random scale factors of scale_crop_flip
-    canvas_size: int = Field(128, ge=16)                # fashion_scenes canvas side in pixels
-    variant: Literal["texture", "contrast", "noise", "blur"] | None = None  # fashion_scenes: FS-Shift test
     eval_window: int | None = Field(None, ge=8)         # sliding-window evaluation side (None: whole image)
     eval_scales: list[Annotated[float, Field(gt=0)]] = Field([1.0], min_length=1)  # test-time image scales
     eval_flip: bool = False                              # also average the left-right mirrored image
@@ -42,6 +57,50 @@ class DataConfig(Section):
     def test_time_augmentation(self) -> bool:
         """Whether evaluation averages more than the one plain pass (eval_scales, eval_flip)."""
         return self.eval_scales != [1.0] or self.eval_flip
+
+
+class SegmentationFolderData(SegmentationSection):
+    """Segmentation datasets in their published folder layouts (pixelwise.data.segmentation)."""
+    name: Literal["cityscapes", "camvid", "voc", "ade20k", "masks"]
+    val_root: str | None = None
+
+
+class FashionScenesData(SegmentationSection):
+    name: Literal["fashion_scenes"] = "fashion_scenes"
+    canvas_size: int = Field(128, ge=16)                # scene side in pixels
+    variant: Literal["texture", "contrast", "noise", "blur"] | None = None  # FS-Shift test scenes
+
+
+class FSOODData(SegmentationSection):
+    """Trains on FashionScenes, tests on FS-OOD (scenes with real-photo outliers)."""
+    name: Literal["fs_ood"] = "fs_ood"
+    canvas_size: int = Field(128, ge=16)
+
+
+DATA_SECTIONS: dict[str, type[DataSection]] = {
+    "fashion_mnist": FashionMNISTData, "folder": FolderData, "fashion_scenes": FashionScenesData,
+    "fs_ood": FSOODData, **{n: SegmentationFolderData for n in ("cityscapes", "camvid", "voc", "ade20k", "masks")}}
+AnyData = Annotated[FashionMNISTData | FolderData | SegmentationFolderData | FashionScenesData | FSOODData,
+                    Field(discriminator="name")]
+
+
+def _data_name(raw) -> str:
+    return raw.get("name", "fashion_mnist") if isinstance(raw, dict) else getattr(raw, "name", "fashion_mnist")
+
+
+def _with_known_name(raw):
+    """The data section with its default name, or a clear error for an unknown one."""
+    if isinstance(raw, dict):
+        name = raw.get("name", "fashion_mnist")
+        if name not in DATA_SECTIONS:
+            raise ValueError(f"data.name: unknown dataset {name!r}; known: {', '.join(DATA_SECTIONS)}")
+        return {**raw, "name": name}
+    return raw
+
+
+def DataConfig(**fields) -> DataSection:  # noqa: N802 - reads like the section classes it builds
+    """The data section of the dataset `name` (default fashion_mnist) with these keys, validated."""
+    return build_config(fields, "data", DataSection)
 
 
 class OptimConfig(Section):
@@ -93,7 +152,7 @@ class TrainConfig(Section):
     task: str | None = None
     model: str = "cnn"
     model_kwargs: dict[str, Any] = {}
-    data: DataConfig = DataConfig()
+    data: AnyData = FashionMNISTData()
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     adversarial: AdversarialConfig = AdversarialConfig()
@@ -115,9 +174,15 @@ class TrainConfig(Section):
     eval_every_epoch: bool = True
     eval_train: bool = False                    # also measure accuracy on the training set each epoch
 
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_name_known(cls, raw):
+        return _with_known_name(raw)
+
     @model_validator(mode="after")
     def _augmentation_only_for_plain_segmenters(self) -> "TrainConfig":
-        if self.data.test_time_augmentation and (self.data.name == "fs_ood" or self.outliers.mode != "none"):
+        tta = getattr(self.data, "test_time_augmentation", False)
+        if tta and (self.data.name == "fs_ood" or self.outliers.mode != "none"):
             raise ValueError("data.eval_scales / data.eval_flip (test-time augmentation) apply to segmenters "
                              "without outlier scoring; outlier runs are evaluated with one pass per image, "
                              "so leave both at their defaults ([1.0], false)")
@@ -151,30 +216,57 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def build_config(raw: dict, source: str = "config", cls: type[Section] = TrainConfig) -> Section:
-    """Validate a nested dict; errors name the source, the dotted key and the offending value."""
+    """Validate a nested dict; errors name the source, the dotted key and the offending value.
+
+    cls DataSection validates a data section alone, of the kind its `name` picks."""
     try:
+        if cls is DataSection:
+            return TypeAdapter(AnyData).validate_python(_with_known_name(raw))
         return cls.model_validate(raw)
-    except ValidationError as e:
+    except ValueError as e:
+        if not isinstance(e, ValidationError):
+            raise PixelwiseError(f"{source}: {e}") from None
         err = e.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
+        loc = _without_tags(err["loc"], cls is DataSection)
+        key = ".".join(str(p) for p in loc)
+        if cls is DataSection:
+            key = f"data.{key}" if key else "data"
         if not key:   # a check across keys: its message names them
             raise PixelwiseError(f"{source}: {err['msg'].removeprefix('Value error, ')}") from None
         if err["type"] == "extra_forbidden":
-            known = _known_keys(cls, err["loc"][:-1])
-            hint = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+            data_raw = raw if cls is DataSection else raw.get("data", {})
+            known, what = _known_keys(cls, loc[:-1], data_raw)
+            elsewhere = sorted({n for n, c in DATA_SECTIONS.items() if str(loc[-1]) in c.model_fields}) if what else []
+            what += f" (a key of {', '.join(elsewhere)})" if elsewhere else ""
+            hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
             extra = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(known)}"
-            raise PixelwiseError(f"{source}: unknown config key {key!r}{extra}") from None
+            raise PixelwiseError(f"{source}: unknown config key {key!r}{what}{extra}") from None
         raise PixelwiseError(
-            f"{source}: config key {key!r}: {err['msg']} (got {err.get('input')!r})") from None
+            f"{source}: config key {key!r}: {err['msg'].removeprefix('Value error, ')} "
+            f"(got {err.get('input')!r})") from None
 
 
-def _known_keys(cls: type[BaseModel], loc: tuple) -> list[str]:
+def _without_tags(loc: tuple, data_alone: bool) -> tuple:
+    """An error location without the union's tag: ('data', 'fs_ood', 'crop_size') -> ('data', 'crop_size')."""
+    loc = tuple(loc)
+    if data_alone:
+        return loc[1:] if loc and loc[0] in DATA_SECTIONS else loc
+    if len(loc) > 1 and loc[0] == "data" and loc[1] in DATA_SECTIONS:
+        return loc[:1] + loc[2:]
+    return loc
+
+
+def _known_keys(cls: type[BaseModel], loc: tuple, data_raw) -> tuple[list[str], str]:
+    """The keys of the section at `loc`, and for a data section which dataset's keys they are."""
+    if cls is DataSection or tuple(loc[:1]) == ("data",):
+        name = _data_name(data_raw)
+        return sorted(DATA_SECTIONS[name].model_fields), f" for dataset {name!r}"
     for part in loc:
         field = cls.model_fields.get(str(part))
         if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
-            return []
+            return [], ""
         cls = field.annotation
-    return sorted(cls.model_fields)
+    return sorted(cls.model_fields), ""
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), cls: type[Section] = TrainConfig):
@@ -197,9 +289,13 @@ def load_config(path: str | Path | None, overrides: list[str] = (), cls: type[Se
 
 def saved_train_config(raw: dict) -> TrainConfig:
     """The TrainConfig of a run folder's config.json (its `train_config`), validated as at training."""
-    return build_config(raw, "config.json train_config")
+    return build_config({**raw, "data": saved_data_config(raw.get("data", {})).model_dump()},
+                        "config.json train_config")
 
 
-def saved_data_config(raw: dict) -> DataConfig:
-    """The data section of a run folder's config.json, validated as at training."""
-    return build_config(raw, "config.json data", DataConfig)
+def saved_data_config(raw: dict) -> DataSection:
+    """The data section of a run folder's config.json, validated as at training. Runs written before
+    the sections were split by dataset saved every key of every kind: those of other kinds are dropped."""
+    section = DATA_SECTIONS.get(_data_name(raw))
+    keep = {k: v for k, v in raw.items() if section is None or k in section.model_fields}
+    return build_config(keep, "config.json data", DataSection)

@@ -32,7 +32,22 @@ def test_wrong_type_names_key_and_value():
     with pytest.raises(PixelwiseError, match=r"config key 'optim.lr'.*greater than 0"):
         load_config(None, ["optim.lr=-1"])
     with pytest.raises(PixelwiseError, match=r"config key 'data.eval_scales.1'.*greater than 0"):
-        load_config(None, ["data.eval_scales=[1, 0]"])
+        load_config(None, ["data.name=fashion_scenes", "data.eval_scales=[1, 0]"])
+
+
+def test_data_keys_of_another_dataset_kind_are_errors_that_name_it():
+    with pytest.raises(PixelwiseError, match=r"^overrides: unknown config key 'data.canvas_size' for dataset "
+                                             r"'fashion_mnist' \(a key of fashion_scenes, fs_ood\)"):
+        load_config(None, ["data.canvas_size=64"])
+    with pytest.raises(PixelwiseError, match=r"'data.label_noise' for dataset 'fs_ood' \(a key of fashion_mnist\)"):
+        load_config(None, ["data.name=fs_ood", "data.label_noise=0.1"])
+    with pytest.raises(PixelwiseError, match=r"'data.canvas_sise' for dataset 'fs_ood'; did you mean 'canvas_size'"):
+        load_config(None, ["data.name=fs_ood", "data.canvas_sise=64"])
+    with pytest.raises(PixelwiseError, match=r"unknown dataset 'kitti'; known: fashion_mnist, folder"):
+        load_config(None, ["data.name=kitti"])
+    cfg = load_config(None, ["data.name=fashion_scenes", "data.canvas_size=64"])
+    assert type(cfg.data).__name__ == "FashionScenesData" and cfg.data.canvas_size == 64
+    assert load_config(None, ["data.root=/x"]).data.name == "fashion_mnist"   # the default kind
     # A check across keys: its message names both of them.
     with pytest.raises(PixelwiseError, match=r"^overrides: data.eval_scales / data.eval_flip .* outlier runs"):
         load_config(None, ["data.name=fs_ood", "data.eval_flip=true"])

@@ -11,7 +11,7 @@ import pixelwise
 
 PACKAGE = Path(pixelwise.__file__).parent
 LAYERS = {
-    "errors": 0, "files": 0, "config": 0,
+    "errors": 0, "files": 0, "config": 0, "labels": 0,
     "models": 1, "data": 1, "metrics": 1, "viz": 1, "__init__": 1,
     "engine": 2, "attacks": 2, "bench": 2, "outliers": 2, "tracking": 2,
     "tasks": 3,

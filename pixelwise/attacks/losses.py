@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from pixelwise.models.outputs import logits_of
+from pixelwise.labels import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 
 
 def classification_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from pixelwise.attacks.gradient_attacks import run_attack
-from pixelwise.attacks.losses import IGNORE_INDEX
+from pixelwise.labels import IGNORE_INDEX
 from pixelwise.metrics.classification import confusion_matrix
 from pixelwise.metrics.segmentation import mean_iou, pixel_accuracy
 from pixelwise.models.outputs import logits_of

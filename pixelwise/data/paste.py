@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pixelwise.labels import IGNORE_INDEX
 
-IGNORE = 255
 
 
 def object_shapes(negatives: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
@@ -39,7 +39,7 @@ def paste_negatives(images: torch.Tensor, masks: torch.Tensor, negatives: torch.
     if shapes is None:
         shapes = object_shapes(negatives)
     images, masks = images.clone(), masks.clone()
-    targets = torch.where(masks == IGNORE, IGNORE, 0).long()
+    targets = torch.where(masks == IGNORE_INDEX, IGNORE_INDEX, 0).long()
     device = images.device
     for i in range(n):
         if torch.rand((), generator=gen) >= prob:
@@ -58,6 +58,6 @@ def paste_negatives(images: torch.Tensor, masks: torch.Tensor, negatives: torch.
                                    align_corners=False)[0, 0].to(device) > 0.5
             region = images[i, :, y:y + side, x:x + side]
             region[:, inside] = obj.expand(c, -1, -1)[:, inside].to(images.dtype)
-            masks[i, y:y + side, x:x + side][inside] = IGNORE
+            masks[i, y:y + side, x:x + side][inside] = IGNORE_INDEX
             targets[i, y:y + side, x:x + side][inside] = 1
     return images, masks, targets

@@ -20,8 +20,8 @@ from torchvision import tv_tensors
 from pixelwise.data.folders import IMAGE_SUFFIXES, read_image
 from pixelwise.data.transforms import EpochSeededTransform
 from pixelwise.errors import PixelwiseError
+from pixelwise.labels import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 INVALID = -1   # lookup-table entry of a raw value that no class or ignore label explains
 
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
@@ -215,13 +215,13 @@ def build_segmentation_dataset(cfg, split: str, limit: int | None = None) -> Dat
     from pixelwise.data.transforms import train_transform
     transform = None
     if split == "train" and cfg.augment != "none":
-        crop = cfg.crop_size or (cfg.canvas_size if cfg.name == "fashion_scenes" else cfg.image_size or 512)
+        crop = cfg.crop_size or getattr(cfg, "canvas_size", 512)
         transform = train_transform(crop, cfg.scale_range if cfg.augment == "scale_crop_flip" else (1.0, 1.0),
                                     photometric=cfg.photometric)
     if cfg.name == "fashion_scenes":
         from pixelwise.data.scenes import FashionScenes
         return FashionScenes(split, root=cfg.root, size=cfg.canvas_size, n=limit,
-                             shift=cfg.variant if split != "train" else None, transform=transform)
+                             shift=getattr(cfg, "variant", None) if split != "train" else None, transform=transform)
     root = cfg.root if split == "train" else (cfg.val_root or cfg.root)
     if root is None:
         raise PixelwiseError(f"data.root: dataset {cfg.name!r} needs data.root (or --data-dir), the folder "

@@ -14,8 +14,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
+from pixelwise.labels import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 
 
 class RandomScale(v2.Transform):

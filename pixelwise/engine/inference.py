@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from pixelwise.errors import PixelwiseError
-from pixelwise.metrics.segmentation import IGNORE_INDEX, SegmentationMeter
+from pixelwise.labels import IGNORE_INDEX
+from pixelwise.metrics.segmentation import SegmentationMeter
 from pixelwise.models.outputs import logits_of
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from pixelwise.labels import IGNORE_INDEX
 
-IGNORE = 255
 
 
 @dataclass
@@ -41,11 +41,11 @@ def binary_curve(scores: torch.Tensor, labels: torch.Tensor) -> BinaryCurve:
     scores, labels = scores.reshape(-1), labels.reshape(-1)
     if scores.shape != labels.shape:
         raise ValueError(f"scores {tuple(scores.shape)} and labels {tuple(labels.shape)} differ in size")
-    keep = labels != IGNORE
+    keep = labels != IGNORE_INDEX
     scores, labels = scores[keep].double(), labels[keep].long()
     if labels.numel() and not bool(((labels == 0) | (labels == 1)).all()):
         bad = labels[(labels != 0) & (labels != 1)][0].item()
-        raise ValueError(f"outlier label {bad}: labels must be 0 (inlier), 1 (outlier) or {IGNORE} (ignore)")
+        raise ValueError(f"outlier label {bad}: labels must be 0 (inlier), 1 (outlier) or {IGNORE_INDEX} (ignore)")
     if torch.isnan(scores).any():
         raise ValueError("outlier scores contain NaN")
     order = torch.sort(scores, descending=True, stable=True).indices
@@ -121,7 +121,7 @@ class OutlierMeter:
     def update(self, scores: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
         """scores: name -> (N, H, W) float; labels: (N, H, W) 0 / 1 / 255."""
         labels = labels.detach().cpu().reshape(-1)
-        keep = labels != IGNORE
+        keep = labels != IGNORE_INDEX
         self.labels.append(labels[keep].to(torch.uint8))
         for name in self.names:
             s = scores[name].detach().cpu().reshape(-1)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from pixelwise.metrics.classification import confusion_matrix
+from pixelwise.labels import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 
 
 def iou_per_class(cm: torch.Tensor) -> torch.Tensor:

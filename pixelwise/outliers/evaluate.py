@@ -12,8 +12,8 @@ from pixelwise.metrics.classification import confusion_matrix
 from pixelwise.metrics.outliers import OutlierMeter, outlier_metrics, precision_recall_points
 from pixelwise.metrics.segmentation import iou_per_class, mean_iou, pixel_accuracy
 from pixelwise.outliers.scores import outlier_scores, split_output
+from pixelwise.labels import IGNORE_INDEX
 
-IGNORE = 255
 
 
 class OutlierEvaluation:
@@ -29,7 +29,7 @@ class OutlierEvaluation:
     def update(self, output, masks: torch.Tensor, outlier_masks: torch.Tensor, mode: str) -> None:
         """output of the model; masks (N, H, W) semantic labels (255 on outliers); outlier_masks (N, H, W) 0/1/255."""
         logits, _ = split_output(output, mode)
-        self.cm += confusion_matrix(logits.argmax(1).cpu(), masks.cpu(), self.num_classes, ignore_index=IGNORE)
+        self.cm += confusion_matrix(logits.argmax(1).cpu(), masks.cpu(), self.num_classes, ignore_index=IGNORE_INDEX)
         self.meter.update(outlier_scores(output, mode), outlier_masks)
         self._curves = None
 
@@ -78,7 +78,7 @@ def evaluate_outliers(model: nn.Module, dataset: Dataset, num_classes: int, mode
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     for batch in tqdm(loader, desc="eval outliers", leave=False, disable=not progress or None):
         x, masks = batch[0], batch[1]
-        outlier_masks = batch[2] if len(batch) > 2 else torch.full_like(masks, IGNORE)
+        outlier_masks = batch[2] if len(batch) > 2 else torch.full_like(masks, IGNORE_INDEX)
         result.update(model(x.to(device)), masks, outlier_masks, mode)
     model.train(was_training)
     return result

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from pixelwise.errors import PixelwiseError
-from pixelwise.data.paste import IGNORE, paste_negatives
+from pixelwise.data.paste import paste_negatives
+from pixelwise.labels import IGNORE_INDEX
 from pixelwise.models.outputs import SegmentationOutput
 
 
@@ -63,12 +64,12 @@ def outlier_loss(output, target: tuple[torch.Tensor, torch.Tensor], cfg) -> torc
             raise PixelwiseError("outliers.mode=two_heads: the model returns no outlier map; use a "
                                  "segmenter that takes outlier_head=True (e.g. swiftnet_rn18)")
         logits, outlier_logits = output
-        semantic = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE)
-        keep = targets != IGNORE
+        semantic = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX)
+        keep = targets != IGNORE_INDEX
         binary = F.binary_cross_entropy_with_logits(outlier_logits.float()[:, 0][keep], targets[keep].float())
         return semantic + cfg.loss_weight * binary
     k = output.shape[1] - 1
     labels = torch.where(targets == 1, k, masks)
-    per_pixel = F.cross_entropy(output.float(), labels, ignore_index=IGNORE, reduction="none")
-    weight = torch.where(targets == 1, cfg.loss_weight, 1.0) * (labels != IGNORE)
-    return (per_pixel * weight).sum() / (labels != IGNORE).sum().clamp(min=1)
+    per_pixel = F.cross_entropy(output.float(), labels, ignore_index=IGNORE_INDEX, reduction="none")
+    weight = torch.where(targets == 1, cfg.loss_weight, 1.0) * (labels != IGNORE_INDEX)
+    return (per_pixel * weight).sum() / (labels != IGNORE_INDEX).sum().clamp(min=1)

@@ -11,7 +11,8 @@ from torch.utils.data import Dataset
 
 from pixelwise.config import DataConfig, TrainConfig
 from pixelwise.engine.inference import evaluate_segmenter, segment_logits, write_segmentation_report
-from pixelwise.metrics.segmentation import IGNORE_INDEX, SegmentationMeter
+from pixelwise.labels import IGNORE_INDEX
+from pixelwise.metrics.segmentation import SegmentationMeter
 from pixelwise.tasks.base import Task, read_images
 from pixelwise.tasks.registry import register_task
 

@@ -7,8 +7,8 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
+from pixelwise.labels import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 IGNORE_COLOUR = (0, 0, 0)
 # Cityscapes' official colours of the 19 trainIds (cityscapesscripts.helpers.labels).
 CITYSCAPES_PALETTE = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
