@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from pixelwise.errors import PixelwiseError
 from pixelwise.models.normalize import Normalize
-from pixelwise.models.pretrained import (LITE0_MEAN, LITE0_STD, efficientnet_lite0_timm, load_state,
-                                         read_state_dict)
+from pixelwise.models.backbones import create_timm_model
+from pixelwise.models.pretrained import LITE0_MEAN, LITE0_STD, efficientnet_lite0_timm
 from pixelwise.models.registry import register_model
 
 LITE0 = "efficientnet_lite0"
@@ -39,16 +39,8 @@ def build_backbone(name: str, pretrained: bool | str | Path, in_chans: int) -> n
             raise PixelwiseError(f"model 'transfer': no offline weights for backbone {name!r}; pass "
                                  f"pretrained=/path/to/{name}.safetensors (a timm or torchvision checkpoint)")
         return efficientnet_lite0_timm(num_classes=0, in_chans=in_chans)
-    net = timm.create_model(timm_name, pretrained=False, num_classes=0, in_chans=in_chans)
-    if pretrained:
-        path = Path(pretrained)
-        sd = read_state_dict(path)
-        head = net.pretrained_cfg.get("classifier", "fc")
-        first = net.pretrained_cfg.get("first_conv", "conv1") + ".weight"
-        if in_chans != 3 and first in sd:
-            sd[first] = timm.models.adapt_input_conv(in_chans, sd[first])
-        load_state(net, sd, str(path), strict=True, drop=lambda k: k.startswith(head + "."))
-    return net
+    # A local file loads as for every other timm model (pixelwise.models.backbones), first conv adapted.
+    return create_timm_model(timm_name, pretrained=pretrained, in_chans=in_chans)
 
 
 class TransferClassifier(nn.Module):
