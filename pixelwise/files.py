@@ -8,14 +8,24 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write) -> None:
-    """Call `write(tmp_path)`, fsync, then rename over `path`: a crash leaves the old file whole."""
+    """Call `write(tmp_path)`, fsync, then rename over `path`: a crash leaves the old file whole.
+
+    The file gets the permissions a plain open() would give it (0666 less the umask), not the 0600 of
+    temporary files, so run folders shared with others stay readable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

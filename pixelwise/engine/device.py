@@ -35,6 +35,9 @@ def pick_precision(name: str, device: torch.device) -> str:
     that would emulate it."""
     if name == "auto":
         return "bf16" if native_bf16(device) else "fp32"
+    if name == "fp16" and device.type == "cpu":
+        warnings.warn("precision: fp16 autocast on a CPU has no fast kernels and runs many times slower than "
+                      "fp32; use precision: auto (bf16 where the CPU has it) or fp32", stacklevel=2)
     if name == "bf16" and device.type == "cpu" and not native_bf16(device):
         warnings.warn("precision: bf16 on a CPU without AMX or AVX512-BF16 is emulated and slower than fp32; "
                       "use precision: auto (bf16 only where the hardware has it) or fp32", stacklevel=2)

@@ -108,6 +108,22 @@ class Task:
         return channels or c, h, w
 
 
+def output_stems(paths: Sequence[str]) -> list[str]:
+    """A distinct file stem per input for the pictures written about it: the file's stem; where inputs
+    share one (a/coffee.jpg, b/coffee.png), its folder's name before it; where that still clashes, a number."""
+    paths = [Path(p) for p in paths]
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    stems = [f"{p.parent.name}_{s}" if stems.count(s) > 1 and p.parent.name else s for p, s in zip(paths, stems)]
+    seen: dict[str, int] = {}
+    out = []
+    for s in stems:
+        seen[s] = seen.get(s, 0) + 1
+        out.append(s if stems.count(s) == 1 else f"{s}_{seen[s]}")
+    return out
+
+
 def read_images(paths: Sequence[str], mode: str) -> list[torch.Tensor]:
     """Image files as (C, H, W) float tensors in [0, 1] ('L' or 'RGB'); errors name the file."""
     return [read_image(p, mode) for p in paths]

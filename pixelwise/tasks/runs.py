@@ -18,6 +18,9 @@ from pixelwise.files import write_json
 from pixelwise.tasks.registry import get_task, resolve_task
 
 
+EVAL_SPLITS = ("train", "test")
+
+
 def with_task(cfg: TrainConfig) -> TrainConfig:
     """`cfg` with its task decided (pixelwise.tasks.registry.resolve_task) and written into it."""
     task = resolve_task(cfg)
@@ -61,6 +64,8 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
     data.train_limit for split 'train', the subset it was trained and evaluated with).
     device: 'auto' (a GPU when there is one), 'cpu' or 'cuda'.
     """
+    if split not in EVAL_SPLITS:
+        raise PixelwiseError(f"--split {split!r}: give one of {', '.join(EVAL_SPLITS)}")
     dev = pick_device(device)
     model, config = load_run(run, dev)
     cfg = run_config(config)
@@ -77,6 +82,8 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
         update["root"] = data_dir
     if limit is not None:
         update[limit_key] = None if limit == "all" else limit
+    if split == "train":   # evaluation never augments: the training images whole, as they are
+        update.update({k: v for k, v in {"augment": "none", "photometric": False}.items() if hasattr(data, k)})
     cfg = cfg.model_copy(update={"data": data.model_copy(update=update)})
     dataset = task.dataset(cfg.data, split)
     classes = config["classes"]

@@ -13,7 +13,7 @@ from pixelwise.config import DataConfig, TrainConfig
 from pixelwise.engine.inference import evaluate_segmenter, segment_logits, write_segmentation_report
 from pixelwise.labels import IGNORE_INDEX
 from pixelwise.metrics.segmentation import SegmentationMeter
-from pixelwise.tasks.base import Task, read_images
+from pixelwise.tasks.base import Task, output_stems, read_images
 from pixelwise.tasks.registry import register_task
 
 
@@ -67,11 +67,11 @@ class Segmentation(Task):
         scales = scales if scales is not None else data.eval_scales
         flip = flip if flip is not None else data.eval_flip
         palette, results = palette_for(classes), []
-        for path, image in zip(images, read_images(images, "RGB")):
+        for path, stem, image in zip(images, output_stems(images), read_images(images, "RGB")):
             logits = segment_logits(model, image[None].to(device), data.eval_window, scales=scales, flip=flip)
             pred = logits.argmax(1)[0].cpu()
-            files = write_prediction_pictures(image, pred, palette, out_dir, Path(path).stem)
-            files.update(self.extra_pictures(model, config, image, device, out_dir, Path(path).stem))
+            files = write_prediction_pictures(image, pred, palette, out_dir, stem)
+            files.update(self.extra_pictures(model, config, image, device, out_dir, stem))
             share = torch.bincount(pred.flatten(), minlength=len(classes)).double() / pred.numel()
             results.append({"image": str(path), "files": files,
                             "class_fractions": {c: float(f) for c, f in zip(classes, share) if f > 0}})

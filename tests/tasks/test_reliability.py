@@ -1,0 +1,74 @@
+"""Defects that lost data or gave a wrong number without a word (the reliability issue), one test each."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pixelwise.engine.device import pick_precision
+from pixelwise.errors import PixelwiseError
+from pixelwise.files import write_json
+from pixelwise.tasks import evaluate_run, get_task, load_task_config, predict_images, train
+from pixelwise.tasks.base import output_stems
+
+
+def test_output_names_never_collide():
+    assert output_stems(["x/a.png", "y/b.jpg"]) == ["a", "b"]
+    assert output_stems(["a/coffee.jpg", "b/coffee.png", "c/tea.png"]) == ["a_coffee", "b_coffee", "tea"]
+    stems = output_stems(["a/coffee.jpg", "a/coffee.png", "coffee.gif"])
+    assert len(set(stems)) == 3, stems
+
+
+def test_run_files_keep_the_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "x.json", {"a": 1})
+        assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644   # not the 0600 of mkstemp
+    finally:
+        os.umask(old)
+
+
+def test_fp16_on_a_cpu_warns():
+    with pytest.warns(UserWarning, match="fp16 autocast on a CPU"):
+        assert pick_precision("fp16", torch.device("cpu")) == "fp16"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pick_precision("fp32", torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def segmentation_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("seg")
+    task = get_task("segmentation")
+    cfg = load_task_config(None, [*task.smoke_overrides(str(tmp / "data")), "threads=1", f"out_dir={tmp / 'run'}",
+                                  "data.train_limit=8", "data.scale_range=[0.5, 0.6]"])
+    train(cfg, progress=False)
+    return tmp
+
+
+def test_predict_writes_a_picture_per_input_even_for_equal_names(segmentation_run, tmp_path):
+    for folder, suffix in (("a", "png"), ("b", "jpg")):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.random.default_rng(len(folder)).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+            tmp_path / folder / f"coffee.{suffix}")
+    results = predict_images([str(tmp_path / "a/coffee.png"), str(tmp_path / "b/coffee.jpg")],
+                             checkpoint=str(segmentation_run / "run"), out_dir=tmp_path / "out")
+    overlays = {r["files"]["overlay"] for r in results}
+    assert len(overlays) == 2 and all(os.path.exists(o) for o in overlays)
+
+
+def test_eval_never_augments_and_refuses_unknown_splits(segmentation_run):
+    run = segmentation_run / "run"
+    evaluate_run(run, split="train", progress=False, out_dir=run / "on_train")
+    matrix = np.array(json.loads((run / "on_train" / "confusion_matrix.json").read_text())["matrix"])
+    # Whole 32 x 32 training scenes: every pixel counted. The run's augmentation (scale 0.5-0.6, padded
+    # with the ignore label) would leave about a third of them.
+    assert matrix.sum() == 8 * 32 * 32
+    with pytest.raises(PixelwiseError, match="--split 'foo': give one of train, test"):
+        evaluate_run(run, split="foo", progress=False)
