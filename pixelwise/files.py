@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pixelwise.errors import PixelwiseError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -20,6 +22,10 @@ def atomic_write(path: str | Path, write) -> None:
     The file gets the permissions a plain open() would give it (0666 less the umask), not the 0600 of
     temporary files, so run folders shared with others stay readable."""
     path = Path(path)
+    if path.is_dir():
+        raise PixelwiseError(f"{path}: is a folder; give the path of a file to write")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise PixelwiseError(f"{path.parent}: is a file, not a folder to write {path.name} into")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

@@ -16,6 +16,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 def read_image(path: str | Path, mode: str = "RGB") -> torch.Tensor:
     """An image file as (C, H, W) float in [0, 1]; `mode` 'RGB' or 'L'."""
     path = Path(path)
+    if path.is_dir():
+        raise PixelwiseError(f"{path}: is a folder, not an image file; give the image files in it")
     if not path.is_file():
         raise PixelwiseError(f"{path}: no such image file")
     try:

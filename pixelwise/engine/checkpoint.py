@@ -28,7 +28,10 @@ def load_resume_state(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise PixelwiseError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from e
+        # torch's own message may advise weights_only=False, which would run code from the file: never say it.
+        raise PixelwiseError(f"{path}: unreadable checkpoint ({type(e).__name__}): cut short by a crash or not a "
+                             "pixelwise checkpoint; train without --resume into a new out_dir, or restore "
+                             "the file") from e
 
 
 @torch.no_grad()

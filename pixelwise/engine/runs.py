@@ -25,7 +25,12 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Mo
     """The model of a run folder in eval mode on `device`, and its config.json."""
     config, weights = read_run(run)
     model = create_model(config["model"], **standalone_kwargs(config["model"], config.get("model_kwargs", {})))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:   # shapes that differ: name the first such weight
+        lines = [line.strip() for line in str(e).splitlines() if "size mismatch" in line]
+        raise PixelwiseError(f"{run}: weights do not fit model {config['model']!r} as config.json builds it: "
+                             f"{lines[0] if lines else str(e).splitlines()[0]}") from None
     if missing or unexpected:
         raise PixelwiseError(f"{run}: weights do not fit model {config['model']!r}: "
                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")

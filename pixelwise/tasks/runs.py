@@ -89,6 +89,8 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
     classes = config["classes"]
     meter = task.evaluate(model, dataset, cfg, len(classes), dev, progress)
     out = Path(out_dir or Path(run) / "eval")
+    if out.exists() and not out.is_dir():
+        raise PixelwiseError(f"--out {out}: is a file; give a folder for the tables and figures")
     metrics = {"run": str(run), "split": split, "task": task.name,
                **task.write_report(meter, classes, out, title=f"{Path(run).name} {split}"), "classes": classes}
     write_json(out / "metrics.json", metrics)
@@ -119,6 +121,8 @@ def predict_images(images: list[str], checkpoint: str | None = None, model: str 
                 for p, top in zip(images, classify(net.to(dev), batch.to(dev), classes, topk))]
     if checkpoint is None:
         raise PixelwiseError("predict: give --checkpoint RUN_FOLDER or --model NAME")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise PixelwiseError(f"--out {out_dir}: is a file; give a folder for the pictures")
     net, config = load_run(checkpoint, dev)
     task = task_of_run(config)
     task.check_eval_options(checkpoint, scales, flip)

@@ -72,3 +72,44 @@ def test_eval_never_augments_and_refuses_unknown_splits(segmentation_run):
     assert matrix.sum() == 8 * 32 * 32
     with pytest.raises(PixelwiseError, match="--split 'foo': give one of train, test"):
         evaluate_run(run, split="foo", progress=False)
+
+
+def test_bad_paths_and_files_give_one_line_errors(segmentation_run, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from pixelwise.cli import main
+    run = segmentation_run / "run"
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = [
+        (["eval", str(run), "--json", str(tmp_path), "--quiet"], "is a folder; give the path of a file"),
+        (["predict", "--checkpoint", str(run), str(image), "--out", str(a_file)], "is a file; give a folder"),
+        (["predict", "--checkpoint", str(run), str(tmp_path)], "is a folder, not an image file"),
+        (["predict", "--checkpoint", str(run), str(image), "--topk", "-3"], "--topk -3"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+    # a resumable checkpoint cut short, and one of garbage: refused, never with torch's weights_only advice
+    ckpt = run / "last.ckpt"
+    whole = ckpt.read_bytes()
+    for broken in (whole[: len(whole) // 2], b"not a checkpoint at all"):
+        ckpt.write_bytes(broken)
+        cfg = load_task_config(None,
+                               [*get_task("segmentation").smoke_overrides(str(segmentation_run / "data")),
+                                "threads=1", f"out_dir={run}", "data.train_limit=8", "data.scale_range=[0.5, 0.6]"])
+        with pytest.raises(PixelwiseError) as e:
+            train(cfg, resume=True, progress=False)
+        assert "unreadable checkpoint" in str(e.value) and "weights_only" not in str(e.value)
+    ckpt.write_bytes(whole)
+    # weights of the wrong shapes
+    weights = load_file(str(run / "model.safetensors"))
+    key = next(k for k, v in weights.items() if v.ndim == 4)
+    save_file({**weights, key: torch.zeros(1, 1, 1, 1)}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text((run / "config.json").read_text())
+    assert main(["eval", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "weights do not fit" in err and key in err and len(err.splitlines()) == 1, err
