@@ -73,7 +73,7 @@ def train_run(config: str, out_dir: Path, quick: bool, threads: int, extra: list
     if quick:
         overrides += ["data.train_limit=1024", "data.test_limit=256", "epochs=1", "adversarial.steps=2"]
     cfg = load_config(ROOT / "configs" / config, overrides)
-    summary = train(cfg, progress=sys.stderr.isatty())
+    summary = train(cfg, progress=sys.stderr.isatty(), overwrite=True)
     return out_dir, {"config": config, "epochs": cfg.epochs, "adversarial": cfg.adversarial.model_dump(),
                      "precision": summary["precision"], "train_seconds": summary["train_seconds"],
                      "test_top1_full": summary["test"]["top1"]}

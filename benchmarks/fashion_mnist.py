@@ -36,7 +36,7 @@ def run(models: list[str], quick: bool, out: Path) -> list[dict]:
         if quick:
             overrides += ["data.train_limit=2000", "data.test_limit=1000", "epochs=1"]
         cfg = load_config(ROOT / "configs" / f"{name}_fashion_mnist.yaml", overrides)
-        summary = train(cfg, progress=sys.stderr.isatty())
+        summary = train(cfg, progress=sys.stderr.isatty(), overwrite=True)
         params = sum(p.numel() for p in create_model(cfg.model, **cfg.model_kwargs).parameters())
         anchor = ANCHORS.get(name, ("", float("nan")))
         rows.append({"model": name, "params": params, "epochs": cfg.epochs,

@@ -58,7 +58,7 @@ def train_variant(config: Path, mode: str, quick: bool, reuse: bool, extra: list
         return run_dir, {"overrides": overrides, "steps": info["step"], "train_wall_seconds": info["train_seconds"],
                          "train_cpu_seconds_per_thread": None, "reused": True, "canvas": cfg.data.canvas_size}
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
-    summary = train(cfg, progress=sys.stderr.isatty())
+    summary = train(cfg, progress=sys.stderr.isatty(), overwrite=True)
     return run_dir, {"overrides": overrides, "steps": summary["step"], "batch_size": cfg.batch_size,
                      "train_wall_seconds": time.perf_counter() - wall0,
                      "train_cpu_seconds_per_thread": (cpu_seconds() - cpu0) / 2, "reused": False,

@@ -57,8 +57,8 @@ def steps_within(config: Path, overrides: list[str], budget: float) -> tuple[int
     Two probe runs of PROBE_STEPS[0] and PROBE_STEPS[1] steps: their difference times the steps alone,
     without the start-up that one run pays once (first passes, loader start), which is then taken off
     the budget."""
-    short, long = (train(load_config(config, [*overrides, f"max_steps={n}"]), progress=False)["train_seconds"]
-                   for n in PROBE_STEPS)
+    short, long = (train(load_config(config, [*overrides, f"max_steps={n}"]), progress=False,
+                         overwrite=True)["train_seconds"] for n in PROBE_STEPS)
     seconds_per_step = (long - short) / (PROBE_STEPS[1] - PROBE_STEPS[0])
     start_up = max(0.0, short - PROBE_STEPS[0] * seconds_per_step)
     return max(1, int((budget - start_up) / seconds_per_step)), seconds_per_step
@@ -84,7 +84,7 @@ def run(config: Path, quick: bool, out: Path, extra: list[str], budget: float = 
         print(json.dumps({"probe": probe, "steps_within_budget": steps}), flush=True)
     cfg = load_config(config, overrides)
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
-    summary = train(cfg, progress=sys.stderr.isatty())
+    summary = train(cfg, progress=sys.stderr.isatty(), overwrite=True)
     train_wall, train_cpu = time.perf_counter() - wall0, (cpu_seconds() - cpu0) / 2
 
     model, _ = load_run(run_dir)

@@ -44,7 +44,7 @@ def run_one(init: str, n: int, epochs: int, quick: bool) -> dict:
         overrides += ["data.test_limit=500", "optim.freeze_backbone_steps=2", "schedule.warmup_steps=2"]
     cfg = load_config(ROOT / "configs" / CONFIGS[init], overrides)
     started = time.perf_counter()
-    summary = train(cfg, progress=sys.stderr.isatty())
+    summary = train(cfg, progress=sys.stderr.isatty(), overwrite=True)
     seconds = time.perf_counter() - started
     return {"init": init, "train_images": n, "epochs": epochs, "steps": summary["step"],
             "input_size": cfg.model_kwargs["input_size"], "test_images": summary["test"]["n"],

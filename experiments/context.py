@@ -88,7 +88,7 @@ def main() -> None:
         "channels_last=true", f"threads={args.threads}", f"out_dir={out / 'run'}"])
     train_ds = ContextPairs("train", "train", args.train_size, seed=0)
     test_ds = ContextPairs("test", "train", args.test_size, seed=1)
-    summary = train(cfg, progress=sys.stderr.isatty(), datasets=(train_ds, test_ds))
+    summary = train(cfg, progress=sys.stderr.isatty(), datasets=(train_ds, test_ds), overwrite=True)
     model, _ = load_run(out / "run")
     rows = []
     for rule, what in (("neutral", "non-bag object, neutral context"),

@@ -57,7 +57,7 @@ def main() -> None:
     for name, extra in (("baseline", []), ("photometric", ["data.photometric=true"])):
         cfg = load_config(args.config, [f"name=shift_{name}", f"out_dir={out / name}", *quick, *extra,
                                         *args.overrides])
-        train(cfg, progress=progress)
+        train(cfg, progress=progress, overwrite=True)
         results[name] = shifted_miou(out / name, cfg, variants, progress)
     rows = []
     for v in variants:

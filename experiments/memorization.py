@@ -46,7 +46,7 @@ def main() -> None:
             f"data.label_noise={frac}", "optim.name=adam", "optim.lr=1e-3", "optim.weight_decay=0",
             "schedule.name=constant", f"epochs={args.epochs}", "batch_size=128", "eval_train=true",
             "precision=auto", "channels_last=true", f"threads={args.threads}", f"out_dir={out / f'run_noise_{frac:g}'}"])
-        s = train(cfg, progress=sys.stderr.isatty())
+        s = train(cfg, progress=sys.stderr.isatty(), overwrite=True)
         h = s["history"]
         fit = steps_to_fit(h, args.threshold)
         rows.append({"random_labels": frac, "final_train_top1": h[-1]["train_top1"],

@@ -82,7 +82,7 @@ def train_segmenter(out: Path, quick: bool, progress: bool) -> dict:
         "channels_last=true",
         "batch_size=16", "eval_batch_size=50", "eval_every_epoch=false", "threads=2",
         f"out_dir={out / 'segmentation_run'}", *size])
-    return train(cfg, progress=progress)
+    return train(cfg, progress=progress, overwrite=True)
 
 
 def draw_test_scenes(out: Path, run_dir: Path, n: int = 4) -> list[dict]:

@@ -7,6 +7,7 @@ the checkpoint holds model, optimizer and step, so a resumed run equals an unint
 """
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 from pixelwise.config import TrainConfig
 from pixelwise.engine import distributed as dist
-from pixelwise.engine.checkpoint import RESUME, load_resume_state, save_resume_state, save_weights
+from pixelwise.engine.checkpoint import RESUME, WEIGHTS, load_resume_state, save_resume_state, save_weights
 from pixelwise.engine.device import native_bf16, pick_device, pick_precision, seed_device  # noqa: F401
 from pixelwise.engine.optim import build_optimizer, lr_factor, param_groups  # noqa: F401
 from pixelwise.errors import PixelwiseError
@@ -30,6 +31,10 @@ from pixelwise.files import append_jsonl, read_jsonl, write_json
 from pixelwise.models import create_model
 
 LOG = "train_log.jsonl"   # one line per step (loss, lr, throughput) and per evaluation
+# Keys a resumed run may change: where things are and how fast, not what is trained.
+RESUMABLE_CHANGES = ("name", "out_dir", "threads", "device", "checkpoint_every", "eval_batch_size",
+                     "eval_every_epoch", "eval_train", "data.root", "data.val_root", "data.workers",
+                     "data.test_limit")
 
 
 class TaskLike(Protocol):
@@ -148,10 +153,33 @@ def setup(cfg: TrainConfig, task: TaskLike, datasets: tuple | None = None) -> Tr
                       total=cfg.max_steps or cfg.epochs * steps_per_epoch, rank=rank, world_size=world_size)
 
 
+def flat(d: dict, prefix: str = "") -> dict:
+    """{'data': {'root': x}} -> {'data.root': x}."""
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "model_kwargs" else {f"{prefix}{k}": v})
+    return out
+
+
+def config_changes(saved: dict, now: dict) -> list[str]:
+    """'key: saved -> now' for every key that differs and would change what is trained."""
+    a, b = flat(saved), flat(now)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES]
+
+
 def resume(state: TrainState) -> None:
-    """Model, optimizer, step and history from run_dir/last.ckpt; the step log is cut back to that step."""
+    """Model, optimizer, step and history from run_dir/last.ckpt; the step log is cut back to that step.
+
+    The checkpoint's config must equal this one but for RESUMABLE_CHANGES; the error names the keys."""
     path = state.checkpoint_path
     saved = load_resume_state(path)
+    if "config" in saved:   # checkpoints written before configs were kept in them are not compared
+        changed = config_changes(json.loads(saved["config"]), state.cfg.model_dump(mode="json"))
+        if changed:
+            raise PixelwiseError(f"{path}: this config differs from the one the run was trained with "
+                                 f"({'; '.join(changed)}); resume with the same config, or train into a new "
+                                 "out_dir")
     if saved["steps_per_epoch"] != state.steps_per_epoch or saved["total"] != state.total:
         raise PixelwiseError(
             f"{path}: was written with {saved['total']} steps of {saved['steps_per_epoch']} per "
@@ -177,7 +205,8 @@ def save_checkpoint(state: TrainState) -> None:
     save_resume_state(state.checkpoint_path, {
         "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(), "step": state.step,
         "steps_per_epoch": state.steps_per_epoch, "total": state.total,
-        "history_keys": keys, "history": rows.reshape(len(state.history), len(keys))})
+        "history_keys": keys, "history": rows.reshape(len(state.history), len(keys)),
+        "config": json.dumps(state.cfg.model_dump(mode="json"))})
     append_jsonl(state.cfg.run_dir / LOG, state.log)
     state.log.clear()
 
@@ -236,18 +265,30 @@ def evaluate(state: TrainState, dataset: Dataset, progress: bool = True):
     return state.task.evaluate(state.model, dataset, state.cfg, len(state.classes), state.device, progress)
 
 
+def refuse_to_overwrite(run_dir: Path) -> None:
+    """A fresh run must not replace the weights or checkpoint of another one."""
+    found = [name for name in (WEIGHTS, RESUME) if (run_dir / name).exists()]
+    if found:
+        raise PixelwiseError(f"{run_dir}: holds a run already ({', '.join(found)}); continue it with --resume, "
+                             f"train into a new out_dir, or replace it with --overwrite")
+
+
 def fit(cfg: TrainConfig, task: TaskLike, resume_run: bool = False, stop_after: int | None = None,
-        progress: bool = True, datasets: tuple | None = None) -> dict:
+        progress: bool = True, datasets: tuple | None = None, overwrite: bool = False) -> dict:
     """Train `cfg.model` for `task`; write weights, the step log, metrics and figures to `cfg.run_dir`.
 
     resume_run: continue from run_dir/last.ckpt. stop_after: stop (as an interruption would, saving a
     checkpoint) after this many steps of this call. datasets: (train, test) datasets of your own, each
-    with `.classes`, instead of those the task builds from `cfg.data`. Returns the summary also written
-    to summary.json.
+    with `.classes`, instead of those the task builds from `cfg.data`. overwrite: replace a run already
+    in run_dir (otherwise refused). Returns the summary also written to summary.json.
     """
+    if not resume_run and not overwrite:
+        refuse_to_overwrite(cfg.run_dir)
     state = setup(cfg, task, datasets)
     if resume_run:
         resume(state)
+    elif state.lead:
+        (cfg.run_dir / LOG).unlink(missing_ok=True)   # a replaced run's step log goes with it
     status, started, ran, last_eval = "finished", time.perf_counter(), 0, {}
     cpu_started, eval_seconds, eval_cpu_seconds = time.process_time(), 0.0, 0.0
     bar = tqdm(total=state.total, initial=state.step, desc=cfg.name, disable=not (progress and state.lead) or None,

@@ -12,7 +12,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from pixelwise.config import TrainConfig
 from pixelwise.engine.evaluate import evaluate_classifier
+from pixelwise.errors import PixelwiseError
 from pixelwise.files import write_json
+from pixelwise.models import model_info
 from pixelwise.metrics.classification import ClassificationMeter
 from pixelwise.tasks.base import Task, read_images
 from pixelwise.tasks.registry import register_task
@@ -55,6 +57,19 @@ def run_input_size(config: dict) -> tuple[int, int]:
 class Classification(Task):
     name = "classification"
     model_kind = "classification"
+
+    def model_kwargs(self, cfg: TrainConfig, classes: list[str]) -> dict:
+        """Also in_chans = the data's channels (folder datasets), where the model's default differs."""
+        kwargs = super().model_kwargs(cfg, classes)
+        channels = getattr(cfg.data, "channels", None)
+        if channels is None:
+            return kwargs
+        if "in_chans" in cfg.model_kwargs and cfg.model_kwargs["in_chans"] != channels:
+            raise PixelwiseError(f"model_kwargs.in_chans {cfg.model_kwargs['in_chans']} but data.channels "
+                                 f"{channels}: the model reads the images the data gives; make them equal")
+        if model_info(cfg.model).input_size[0] != channels:
+            kwargs.setdefault("in_chans", channels)
+        return kwargs
 
     def prepare_batch(self, batch, cfg: TrainConfig, device: torch.device, gen: torch.Generator):
         x, y = super().prepare_batch(batch, cfg, device, gen)

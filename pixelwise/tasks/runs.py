@@ -32,12 +32,21 @@ def load_task_config(path: str | Path | None, overrides: Sequence[str] = ()) -> 
     return with_task(load_config(path, list(overrides)))
 
 
+def resolved_paths(cfg: TrainConfig) -> TrainConfig:
+    """data.root and data.val_root as absolute paths, so that the run evaluates from any folder."""
+    paths = {k: str(Path(getattr(cfg.data, k)).expanduser().resolve()) for k in ("root", "val_root")
+             if getattr(cfg.data, k, None)}
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update=paths)}) if paths else cfg
+
+
 def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None, progress: bool = True,
-          datasets: tuple | None = None) -> dict:
-    """Train the run `cfg` describes (see pixelwise.engine.train.fit) with the task it means."""
-    cfg = with_task(cfg)
+          datasets: tuple | None = None, overwrite: bool = False) -> dict:
+    """Train the run `cfg` describes (see pixelwise.engine.train.fit) with the task it means.
+
+    overwrite: replace a run already in cfg.run_dir (without it, and without resume, that is refused)."""
+    cfg = resolved_paths(with_task(cfg))
     return fit(cfg, get_task(cfg.task), resume_run=resume, stop_after=stop_after, progress=progress,
-               datasets=datasets)
+               datasets=datasets, overwrite=overwrite)
 
 
 def run_config(config: dict) -> TrainConfig:

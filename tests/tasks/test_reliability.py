@@ -113,3 +113,74 @@ def test_bad_paths_and_files_give_one_line_errors(segmentation_run, tmp_path, ca
     assert main(["eval", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "weights do not fit" in err and key in err and len(err.splitlines()) == 1, err
+
+
+def fmnist(tmp_path, out: str, *extra: str):
+    return load_task_config(None, ["model=linear", "data.train_limit=64", "data.test_limit=16", "batch_size=16",
+                                   "epochs=2", "threads=1", "checkpoint_every=2", f"out_dir={tmp_path / out}", *extra])
+
+
+def test_a_finished_run_is_never_overwritten_without_asking(tmp_path):
+    train(fmnist(tmp_path, "run"), progress=False)
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(PixelwiseError, match=r"holds a run already \(model.safetensors, last.ckpt\); continue it "
+                                             r"with --resume, train into a new out_dir, or replace it with --overwrite"):
+        train(fmnist(tmp_path, "run", "optim.lr=0.5"), progress=False)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+    train(fmnist(tmp_path, "run", "optim.lr=0.5"), progress=False, overwrite=True)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() != before
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if not r.get("eval")] == list(range(1, 9))   # the old run's lines went
+
+
+def test_resume_with_a_changed_config_names_the_keys(tmp_path):
+    assert train(fmnist(tmp_path, "run"), stop_after=3, progress=False)["status"] == "stopped"
+    for extra, named in ((["optim.lr=0.5"], "optim.lr: 0.05 -> 0.5"), (["optim.name=adam"], "optim.name: 'sgd' -> 'adam'"),
+                         (["model=cnn"], "model: 'linear' -> 'cnn'")):
+        with pytest.raises(PixelwiseError, match="differs from the one the run was trained with") as e:
+            train(fmnist(tmp_path, "run", *extra), resume=True, progress=False)
+        assert named in str(e.value), str(e.value)
+    # what does not change the training (threads, where the data is, evaluation batch) may change
+    summary = train(fmnist(tmp_path, "run", "eval_batch_size=7", "threads=2"), resume=True, progress=False)
+    assert summary["status"] == "finished"
+
+
+def test_folder_images_with_three_channels_train_the_default_cnn(tmp_path):
+    for k, name in enumerate(("cat", "dog")):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(8):
+            pixels = np.full((20, 20, 3), 40 + 160 * k, np.uint8)
+            pixels[i % 20] = 255
+            Image.fromarray(pixels).save(tmp_path / "photos" / name / f"{i}.png")
+    cfg = load_task_config(None, ["model=cnn", "data.name=folder", f"data.root={tmp_path / 'photos'}",
+                                  "data.image_size=16", "data.channels=3", "batch_size=4", "epochs=1",
+                                  "threads=1", f"out_dir={tmp_path / 'run'}"])
+    assert train(cfg, progress=False)["status"] == "finished"
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model_kwargs"]["in_chans"] == 3
+    with pytest.raises(PixelwiseError, match="model_kwargs.in_chans 1 but data.channels 3"):
+        train(cfg.model_copy(update={"model_kwargs": {"in_chans": 1}, "out_dir": str(tmp_path / "r2")}), progress=False)
+
+
+def test_a_relative_data_root_is_stored_resolved(tmp_path, monkeypatch, fake_fmnist):
+    monkeypatch.chdir(fake_fmnist.parent)
+    train(fmnist(tmp_path, "run", f"data.root={fake_fmnist.name}", "data.train_limit=32"), progress=False)
+    root = json.loads((tmp_path / "run" / "config.json").read_text())["train_config"]["data"]["root"]
+    assert root == str(fake_fmnist.resolve())
+    monkeypatch.chdir(tmp_path / "run")
+    assert evaluate_run(tmp_path / "run", progress=False)["metrics"]["n"] == 16
+
+
+def test_an_error_in_a_loader_worker_stays_one_line():
+    from torch.utils.data import DataLoader, Dataset
+
+    class Broken(Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            raise PixelwiseError(f"bad.png: unreadable or corrupt image (item {i})")
+
+    with pytest.raises(PixelwiseError) as e:
+        next(iter(DataLoader(Broken(), batch_size=2, num_workers=2)))
+    assert str(e.value) == "bad.png: unreadable or corrupt image (item 0)"
