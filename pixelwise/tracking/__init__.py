@@ -1,0 +1,1 @@
+"""Multi-object tracking: motion models and association (FS-Track in DESIGN.md)."""
