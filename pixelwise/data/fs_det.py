@@ -16,7 +16,6 @@ come from `scene_instances`, the images from `generate_scenes` and its cache.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +27,7 @@ from torchvision.transforms import v2
 
 from pixelwise.data.fashion_mnist import CLASSES as FMNIST_CLASSES
 from pixelwise.data.fashion_mnist import load_fashion_mnist
-from pixelwise.data.scenes import (_SOURCE_SPLIT, GENERATOR_VERSION, SPLITS, cache_dir, generate_scenes,
+from pixelwise.data.scenes import (_SOURCE_SPLIT, GENERATOR_VERSION, SPLITS, cache_dir, cached_arrays, generate_scenes,
                                    scene_instances)
 from pixelwise.data.transforms import EpochSeededTransform, RandomScale
 from pixelwise.errors import PixelwiseError
@@ -75,26 +74,16 @@ def fs_det_targets(split: str, n: int, seed: int, size: int = 128,
     Cached as .npz next to the scenes (`cache_dir(root)`), keyed by every parameter.
     """
     name = f"fs_det_{split}_n{n}_seed{seed}_size{size}_min{MIN_VISIBLE_PIXELS}_v{GENERATOR_VERSION}.npz"
-    path = cache_dir(root) / name
-    if path.is_file():
-        try:
-            with np.load(path) as f:
-                return {k: f[k] for k in TARGET_KEYS}, f["offsets"]
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache file is regenerated below
-    instances, picked = scene_instances(split, n, seed, size)
-    item_classes = load_fashion_mnist(_SOURCE_SPLIT[split])[1].numpy()
-    per_scene = [scene_boxes(inst, item_classes[garments]) for inst, garments in zip(instances, picked)]
-    targets = {k: np.concatenate([t[k] for t in per_scene]) for k in TARGET_KEYS}
-    offsets = np.cumsum([0] + [len(t["labels"]) for t in per_scene])
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, offsets=offsets, **targets)
-        os.replace(tmp, path)   # atomic: parallel runs never read half a file
-    except OSError:
-        pass  # a read-only cache only costs regeneration next time
-    return targets, offsets
+
+    def render() -> dict[str, np.ndarray]:
+        instances, picked = scene_instances(split, n, seed, size)
+        item_classes = load_fashion_mnist(_SOURCE_SPLIT[split])[1].numpy()
+        per_scene = [scene_boxes(inst, item_classes[garments]) for inst, garments in zip(instances, picked)]
+        return {"offsets": np.cumsum([0] + [len(t["labels"]) for t in per_scene]),
+                **{k: np.concatenate([t[k] for t in per_scene]) for k in TARGET_KEYS}}
+
+    arrays = cached_arrays(cache_dir(root) / name, render, ("offsets", *TARGET_KEYS))
+    return {k: arrays[k] for k in TARGET_KEYS}, arrays["offsets"]
 
 
 def target_tensors(inputs: Any) -> tuple[torch.Tensor, ...]:

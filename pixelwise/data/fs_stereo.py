@@ -23,7 +23,6 @@ disparity 0 for a matcher to lock onto.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from torchvision import tv_tensors
 from tqdm.auto import tqdm
 
 from pixelwise.data.fashion_mnist import load_fashion_mnist
-from pixelwise.data.scenes import (_SOURCE_SPLIT, SHIFTS, SPLITS, _photo_crop, _shift_image,
+from pixelwise.data.scenes import (_SOURCE_SPLIT, SHIFTS, SPLITS, _photo_crop, _shift_image, cached_arrays,
                                    _texture_photos, cache_dir, smooth_texture)
 from pixelwise.data.stereo_render import Layer, layer_disparity, render_stereo_pair
 from pixelwise.data.transforms import EpochSeededTransform, key_seed
@@ -137,22 +136,7 @@ def load_fs_stereo(split: str, n: int, seed: int, size: int = 128, variant: str 
                    root: str | Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
     """`render_fs_stereo`, cached as .npz in `scenes.cache_dir(root)` keyed by every parameter."""
     name = f"stereo_{split}_n{n}_seed{seed}_size{size}_{variant or 'clean'}_v{GENERATOR_VERSION}.npz"
-    path = cache_dir(root) / name
-    if path.is_file():
-        try:
-            with np.load(path) as f:
-                return {k: f[k] for k in f.files}
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache file is regenerated below
-    arrays = render_fs_stereo(split, n, seed, size, variant, progress)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)   # atomic: parallel runs never read half a file
-    except OSError:
-        pass  # a read-only cache only costs regeneration next time
-    return arrays
+    return cached_arrays(cache_dir(root) / name, lambda: render_fs_stereo(split, n, seed, size, variant, progress))
 
 
 def scene_maps(arrays: dict[str, np.ndarray], i: int, view: str = "left") -> dict[str, np.ndarray]:

@@ -20,7 +20,6 @@ are the same sequences. Train sequences use Fashion-MNIST's train split, test se
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from pixelwise.data.fashion_mnist import load_fashion_mnist
-from pixelwise.data.scenes import FASHION_SCENES_CLASSES, cache_dir, smooth_texture
+from pixelwise.data.scenes import FASHION_SCENES_CLASSES, cache_dir, cached_arrays, smooth_texture
 from pixelwise.errors import PixelwiseError
 
 SPLITS = {"train": (600, 10), "test": (100, 12)}   # default (number of sequences, seed)
@@ -153,22 +152,8 @@ def generate_videos(split: str, n: int, seed: int, size: int = 128, frames: int 
     (0 for the unused slots of sequences with fewer than 6 garments). Track id j is slot j - 1.
     """
     name = f"fs_video_{split}_n{n}_seed{seed}_size{size}_t{frames}_v{GENERATOR_VERSION}.npz"
-    path = cache_dir(root) / name
-    if path.is_file():
-        try:
-            with np.load(path) as f:
-                return {k: f[k] for k in _ARRAYS}
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache file is regenerated below
-    arrays = render_videos(split, n, seed, size, frames, progress)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)   # atomic: parallel runs never read half a file
-    except OSError:
-        pass  # a read-only cache only costs regeneration next time
-    return arrays
+    return cached_arrays(cache_dir(root) / name, lambda: render_videos(split, n, seed, size, frames, progress),
+                         _ARRAYS)
 
 
 def frame_targets(sequence: dict[str, torch.Tensor], t: int) -> dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -167,6 +168,28 @@ def _render(split: str, n: int, seed: int, size: int, shift: str | None, progres
     return images, masks, instances, picked
 
 
+def cached_arrays(path: Path, render: Callable[[], dict[str, np.ndarray]],
+                  keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of the .npz cache file `path` (those named in `keys`, default all), else `render()`'s,
+    written there atomically: parallel runs never read half a file. A damaged cache file is rendered
+    again; a cache folder that cannot be written only costs rendering again next time."""
+    if path.is_file():
+        try:
+            with np.load(path) as f:
+                return {k: f[k] for k in (keys or f.files)}
+        except (OSError, ValueError, KeyError):
+            pass
+    arrays = render()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return arrays
+
+
 def generate_scenes(split: str, n: int, seed: int, size: int = 128, shift: str | None = None,
                     root: str | Path | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, H, W) uint8 and masks (N, H, W) uint8 (0 background, 1-10 garments) of FashionScenes.
@@ -176,22 +199,9 @@ def generate_scenes(split: str, n: int, seed: int, size: int = 128, shift: str |
     .npz in `cache_dir(root)`, keyed by every generation parameter.
     """
     name = f"{split}_n{n}_seed{seed}_size{size}_{shift or 'clean'}_v{GENERATOR_VERSION}.npz"
-    path = cache_dir(root) / name
-    if path.is_file():
-        try:
-            with np.load(path) as f:
-                return f["images"], f["masks"]
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache file is regenerated below
-    images, masks = render_scenes(split, n, seed, size, shift, progress)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, images=images, masks=masks)
-        os.replace(tmp, path)   # atomic: parallel runs never read half a file
-    except OSError:
-        pass  # a read-only cache only costs regeneration next time
-    return images, masks
+    arrays = cached_arrays(cache_dir(root) / name, lambda: dict(zip(
+        ("images", "masks"), render_scenes(split, n, seed, size, shift, progress))), ("images", "masks"))
+    return arrays["images"], arrays["masks"]
 
 
 class FashionScenes(EpochSeededTransform, Dataset):
