@@ -38,7 +38,10 @@ class FashionMNISTData(ClassificationData):
 class FolderData(ClassificationData):
     """Your own images, one sub-folder per class."""
     name: Literal["folder"] = "folder"
-    val_root: str | None = None          # a separate validation folder
+    val_root: str | None = None          # a separate test folder; its sub-folders are named training classes
+    # without val_root: this fraction of each class's images (seeded, the same every run) is the test split
+    # and training gets the rest; 0 tests on the training images themselves (the dataset's test_is_train)
+    val_fraction: float = Field(0.2, ge=0, lt=1)
     image_size: int | None = Field(None, ge=8)   # images are resized to this side (default 224)
     channels: int = Field(1, ge=1, le=3)
 

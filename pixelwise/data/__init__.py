@@ -9,7 +9,7 @@ from pixelwise.errors import PixelwiseError
 def build_dataset(cfg, split: str) -> Dataset:
     """The dataset of `cfg.data` (a DataConfig) for split 'train' or 'test'.
 
-    Every dataset has `.classes`, the class names in label order.
+    Every dataset has `.classes`, the class names in label order (equal in every split).
     """
     limit = cfg.train_limit if split == "train" else cfg.test_limit
     if cfg.name == "fashion_mnist":
@@ -19,17 +19,8 @@ def build_dataset(cfg, split: str) -> Dataset:
             ds.labels = randomize_labels(ds.labels, cfg.label_noise, len(ds.classes))
         return ds
     if cfg.name == "folder":
-        from torch.utils.data import Subset
-
-        from pixelwise.data.folders import ImageFolder
-        root = cfg.root if split == "train" else (cfg.val_root or cfg.root)
-        if root is None:
-            raise PixelwiseError("data.root: a folder dataset needs data.root (one sub-folder per class)")
-        ds = ImageFolder(root, size=cfg.image_size or 224, channels=cfg.channels)
-        if limit is not None and limit < len(ds):
-            classes, ds = ds.classes, Subset(ds, range(limit))
-            ds.classes = classes
-        return ds
+        from pixelwise.data.folders import build_image_folder
+        return build_image_folder(cfg, split, limit)
     if cfg.name == "fs_ood":   # trains on FashionScenes, tests on its scenes with real-photo outliers
         from pixelwise.data.fs_ood import build_fs_ood
         return build_fs_ood(cfg, split, limit)
