@@ -13,16 +13,17 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from pixelwise.data.folders import IMAGE_SUFFIXES, read_image
+from pixelwise.data.folders import IMAGE_SUFFIXES, image_size, read_image
 from pixelwise.data.transforms import EpochSeededTransform
 from pixelwise.errors import PixelwiseError
 from pixelwise.labels import IGNORE_INDEX
 
 INVALID = -1   # lookup-table entry of a raw value that no class or ignore label explains
+_INDEX_MODES = {"1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"}   # one integer per pixel
 
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
                       "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
@@ -71,18 +72,29 @@ def label_table(mapping: dict[int, int] | Sequence[int], identity_classes: int =
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """A label PNG (palette or grayscale, 8 or 16 bit) as (H, W) int64 raw values, palette indices kept."""
+    """A label PNG (palette or grayscale, 8 or 16 bit) as (H, W) int64 raw values, palette indices kept.
+
+    Turned by its EXIF orientation, if it has one, as read_image turns images."""
     path = Path(path)
     if not path.is_file():
         raise PixelwiseError(f"{path}: no such mask file")
     try:
         with Image.open(path) as im:
-            if im.mode in ("RGB", "RGBA"):
-                raise PixelwiseError(f"{path}: colour-coded {im.mode} mask; expected one label index per "
-                                     "pixel (a palette or grayscale PNG)")
-            return np.asarray(im).astype(np.int64)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise PixelwiseError(f"{path}: unreadable or corrupt mask ({e})") from e
+            if im.mode not in _INDEX_MODES:
+                what = "colour-coded" if im.mode in ("RGB", "RGBA") else "multi-channel or float"
+                raise PixelwiseError(f"{path}: {what} {im.mode} mask; expected one label index per pixel "
+                                     "(a palette or grayscale PNG, 8 or 16 bit)")
+            raw = np.asarray(ImageOps.exif_transpose(im)).astype(np.int64)
+    except PixelwiseError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise PixelwiseError(f"{path}: mask too large to read safely ({e})") from e
+    except Exception as e:   # a decoder fails on corrupt bytes in many ways (OSError, ValueError, struct.error...)
+        raise PixelwiseError(f"{path}: unreadable or corrupt mask ({type(e).__name__}: {e}); "
+                             "re-export or remove the file") from e
+    if raw.ndim != 2:
+        raise PixelwiseError(f"{path}: mask of shape {raw.shape}; expected one label index per pixel (H, W)")
+    return raw
 
 
 def map_labels(raw: np.ndarray, lut: np.ndarray, path: str | Path, num_classes: int) -> np.ndarray:
@@ -232,4 +244,21 @@ def build_segmentation_dataset(cfg, split: str, limit: int | None = None) -> Dat
         ds = LAYOUTS[cfg.name](root, "val" if split == "test" and cfg.name in _VAL_AS_TEST else split, transform)
     if limit is not None:
         ds.pairs = ds.pairs[:limit]
+    if split == "train" and transform is None:
+        check_same_size([image for image, _ in ds.pairs])
     return ds
+
+
+def check_same_size(images: Sequence[Path]) -> None:
+    """Refuse training images of different sizes, which the default collate cannot batch; reads headers only."""
+    first = None
+    for path in images:
+        size = image_size(path)
+        if first is None:
+            first = (path, size)
+        elif size != first[1]:
+            (w0, h0), (w, h) = first[1], size
+            raise PixelwiseError(
+                f"{first[0]} is {w0}x{h0} px but {path} is {w}x{h} px: training images of different sizes do "
+                "not batch under data.augment: none; set data.augment: scale_crop_flip (or crop_flip) with "
+                "data.crop_size, which crops every image to one size")

@@ -130,3 +130,38 @@ def test_cityscapes_palette_and_overlays():
     assert colorize(mask, palette).tolist() == [[[128, 64, 128], [0, 0, 142]], [[0, 0, 0], [119, 11, 32]]]
     blended = overlay(torch.ones(1, 2, 2), mask, palette, alpha=0.5)
     assert blended.dtype == np.uint8 and blended[0, 0].tolist() == [192, 160, 192]
+
+
+def test_training_images_of_different_sizes_without_crops_are_refused_at_build(tmp_path):
+    root = tmp_path / "pairs"
+    (root / "classes.txt").parent.mkdir(parents=True)
+    (root / "classes.txt").write_text("a\nb\n")
+    for name, (h, w) in {"a": (6, 8), "b": (6, 8), "c": (7, 8)}.items():
+        save(root / f"images/{name}.png", rgb(h, w))
+        save(root / f"masks/{name}.png", np.zeros((h, w)))
+    cfg = DataConfig(name="masks", root=str(root))
+    with pytest.raises(PixelwiseError, match=r"images/a\.png is 8x6 px but .*images/c\.png is 8x7 px.*"
+                                             r"data\.augment: scale_crop_flip.*data\.crop_size"):
+        build_dataset(cfg, "train")
+    assert len(build_dataset(cfg, "test")) == 3        # evaluation takes images one at a time
+    assert len(build_dataset(DataConfig(name="masks", root=str(root), train_limit=2), "train")) == 2
+    cropped = build_dataset(DataConfig(name="masks", root=str(root), augment="scale_crop_flip", crop_size=8), "train")
+    assert {tuple(cropped[i][0].shape) for i in range(3)} == {(3, 8, 8)}
+
+
+def test_size_check_reads_headers_and_follows_exif_orientation(tmp_path, monkeypatch):
+    root = tmp_path / "pairs"
+    root.mkdir()
+    (root / "classes.txt").write_text("a\n")
+    save(root / "images/plain.png", rgb(6, 8))
+    save(root / "masks/plain.png", np.zeros((6, 8)))
+    im = Image.fromarray(rgb(6, 8).astype(np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6            # stored 8x6, shown (and read) 6x8
+    im.save(root / "images/turned.png", exif=exif.tobytes())
+    save(root / "masks/turned.png", np.zeros((8, 6)))
+    calls = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: calls.append(self) or None)
+    with pytest.raises(PixelwiseError, match=r"turned\.png is 6x8 px"):
+        build_dataset(DataConfig(name="masks", root=str(root)), "train")
+    assert not calls                      # sizes come from the headers, no image was decoded
