@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +29,8 @@ def read_idx(path: str | Path) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
-        raise PixelwiseError(f"{path}: cannot read IDX file ({e}); re-download it") from e
+    except (OSError, EOFError, zlib.error) as e:   # zlib.error: a corrupt deflate stream inside the .gz
+        raise PixelwiseError(f"{path}: cannot read IDX file ({type(e).__name__}: {e}); re-download it") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise PixelwiseError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()!r})")
     ndim = raw[3]
@@ -37,7 +39,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise PixelwiseError(f"{path}: truncated IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize   # exact: np.prod wraps past 2**63
     if len(raw) != expected:
         raise PixelwiseError(
             f"{path}: truncated or corrupt IDX file: header says shape {shape} "
