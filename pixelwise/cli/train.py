@@ -15,7 +15,8 @@ def cmd_train(args) -> int:
     test = summary.get("test")
     print(f"{summary['status']} at step {summary['step']}/{summary['total_steps']} in "
           f"{summary['train_seconds']:.1f} s; run folder {summary['run_dir']}"
-          + (f"; test {get_task(cfg.task).describe(test)}" if test else ""))
+          + (f"; test {get_task(cfg.task).describe(test)}" if test else "")
+          + (" (on the training images: no held-out split)" if summary.get("test_is_train") else ""))
     json_output(args, summary)
     return 0 if summary["status"] == "finished" else 130
 

@@ -26,12 +26,16 @@ def load_resume_state(path: str | Path) -> dict:
     if not path.is_file():
         raise PixelwiseError(f"{path}: no checkpoint to resume from")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         # torch's own message may advise weights_only=False, which would run code from the file: never say it.
         raise PixelwiseError(f"{path}: unreadable checkpoint ({type(e).__name__}): cut short by a crash or not a "
                              "pixelwise checkpoint; train without --resume into a new out_dir, or restore "
                              "the file") from e
+    if not isinstance(state, dict) or not {"model", "optimizer", "step"} <= set(state):
+        raise PixelwiseError(f"{path}: not a pixelwise checkpoint (no model, optimizer and step); train without "
+                             "--resume into a new out_dir")
+    return state
 
 
 @torch.no_grad()
@@ -45,7 +49,7 @@ def flush_subnormals_(tensors: Iterable[torch.Tensor]) -> int:
     """
     count = 0
     for t in tensors:
-        if t.is_floating_point():
+        if t.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):   # no float8 kernels
             tiny = (t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)
             count += int(tiny.sum())
             t.masked_fill_(tiny, 0)
@@ -77,5 +81,8 @@ def read_run(run: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         config, state = json.loads((folder / CONFIG).read_text()), load_file(str(weights))
     except Exception as e:
         raise PixelwiseError(f"{folder}: unreadable run files ({type(e).__name__}: {e})") from e
+    if not isinstance(config, dict) or "model" not in config:
+        raise PixelwiseError(f"{folder / CONFIG}: not the config.json of a run (no model entry); pass the folder "
+                             "`pixelwise train` wrote")
     flush_subnormals_(state.values())   # files written before save_weights flushed them
     return config, state

@@ -343,6 +343,11 @@ def fit(cfg: TrainConfig, task: TaskLike, resume_run: bool = False, stop_after: 
                # CPU time of all threads: on a busy machine, train_cpu_seconds / threads estimates idle wall time.
                "train_cpu_seconds": time.process_time() - cpu_started - eval_cpu_seconds,
                "history": state.history}
+    if getattr(state.test_ds, "test_is_train", False):
+        summary["test_is_train"] = True
+        summary["note"] = ("the test scores are measured on the training images (data.val_fraction 0, no "
+                           "data.val_root): they do not say how the model does on new images")
+        tqdm.write(f"note: {summary['note']}")
     if state.lead:
         save_weights(state.model, run_dir, state.model_config())
         if status == "finished":

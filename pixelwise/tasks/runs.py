@@ -104,6 +104,9 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
                **task.write_report(meter, classes, out, title=f"{Path(run).name} {split}"), "classes": classes}
     write_json(out / "metrics.json", metrics)
     text = f"{split}: {task.describe(metrics)}; tables and figures in {out}"
+    if getattr(dataset, "test_is_train", False):
+        metrics["test_is_train"] = True
+        text += " (these are the training images: the run has no data.val_root and data.val_fraction 0)"
     if run_limit is not None:
         text += f" (the first {run_limit}: the run's data.{limit_key}; --limit all evaluates the whole split)"
     return {"metrics": metrics, "text": text}

@@ -164,10 +164,22 @@ def float8_weights() -> bytes:
     return struct.pack("<Q", len(header)) + header + bytes(4)
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError,
-                   reason="engine: read_run's flush_subnormals_ runs outside its try and torch has no CPU abs/lt "
-                          "for float8 tensors; reported, not fixed here (pixelwise/engine is not this change's)")
 def test_run_reader_float8_weights(tmp_path):
     (tmp_path / "config.json").write_bytes(VALID["config"][0])
     (tmp_path / "model.safetensors").write_bytes(float8_weights())
     read_or_refuse(read_run, tmp_path)
+
+
+@pytest.mark.parametrize("config", [b"1", b"[]", b"null", b'"x"', b'{"a": 1}'])
+def test_run_reader_refuses_a_config_that_is_no_run_config(tmp_path, config):
+    (tmp_path / "config.json").write_bytes(config)
+    (tmp_path / "model.safetensors").write_bytes(float8_weights())
+    with pytest.raises(PixelwiseError, match="not the config.json of a run"):
+        read_run(tmp_path)
+
+
+@pytest.mark.parametrize("state", [[1, 2], torch.zeros(3), {"model": {}}])
+def test_checkpoint_reader_refuses_what_is_no_checkpoint(tmp_path, state):
+    torch.save(state, tmp_path / "last.ckpt")
+    with pytest.raises(PixelwiseError, match="not a pixelwise checkpoint"):
+        load_resume_state(tmp_path / "last.ckpt")

@@ -184,3 +184,20 @@ def test_an_error_in_a_loader_worker_stays_one_line():
     with pytest.raises(PixelwiseError) as e:
         next(iter(DataLoader(Broken(), batch_size=2, num_workers=2)))
     assert str(e.value) == "bad.png: unreadable or corrupt image (item 0)"
+
+
+def test_scores_on_the_training_images_say_so(tmp_path, capsys):
+    from pixelwise.cli import main
+    for k, name in enumerate(("cat", "dog")):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((12, 12), 40 + 160 * k + i, np.uint8)).save(tmp_path / "photos" / name / f"{i}.png")
+    (tmp_path / "e.yaml").write_text("{}\n")
+    argv = ["train", str(tmp_path / "e.yaml"), "model=linear", "model_kwargs={image_size: 12}", "data.name=folder",
+            f"data.root={tmp_path / 'photos'}", "data.image_size=12", "batch_size=4", "threads=1", "--quiet"]
+    assert main([*argv, "data.val_fraction=0", f"out_dir={tmp_path / 'same'}"]) == 0
+    assert "on the training images" in capsys.readouterr().out
+    assert json.loads((tmp_path / "same" / "summary.json").read_text())["test_is_train"] is True
+    assert "these are the training images" in evaluate_run(tmp_path / "same", progress=False)["text"]
+    assert main([*argv, f"out_dir={tmp_path / 'held'}"]) == 0   # the default holds 20% out
+    assert "test_is_train" not in json.loads((tmp_path / "held" / "summary.json").read_text())
