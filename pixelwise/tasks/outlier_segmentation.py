@@ -3,7 +3,6 @@ outlier head or a (K+1)-th class, and AP / AUROC / FPR95 of every outlier score 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -66,15 +65,9 @@ class OutlierSegmentation(Segmentation):
         raise PixelwiseError("int8 accuracy comparison of outlier runs is not supported: compare the "
                              "segmentation of a run without outlier scoring")
 
-    def predict(self, model: nn.Module, config: dict, images: list[str], out_dir: Path, *, topk: int = 5,
-                scales: Sequence[float] | None = None, flip: bool | None = None,
-                device: torch.device = torch.device("cpu")) -> list[dict]:
-        """Overlays and label maps as for segmentation, plus STEM_outliers.png, the outlier heat map."""
-        self.check_eval_options(config.get("model"), scales, flip)
-        return super().predict(model, config, images, out_dir, device=device)
-
     def extra_pictures(self, model: nn.Module, config: dict, image: torch.Tensor, device: torch.device,
                        out_dir: Path, stem: str) -> dict:
+        """STEM_outliers.png: the outlier heat map beside the overlay and the label map."""
         from pixelwise.outliers.scores import outlier_probability, run_outlier_mode
         from pixelwise.viz.heatmaps import heatmap
         from pixelwise.viz.overlays import save_png
