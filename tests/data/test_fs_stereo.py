@@ -9,6 +9,7 @@ from pixelwise.data.fs_stereo import (GARMENT_DEPTH, VARIANTS, FSStereo, generat
                                       render_fs_stereo)
 from pixelwise.data.stereo_render import Layer, layer_disparity, render_stereo_pair
 from pixelwise.errors import PixelwiseError
+from tests.data.conftest import solid_fashion_mnist
 
 H, W = 6, 16
 
@@ -16,9 +17,7 @@ H, W = 6, 16
 @pytest.fixture
 def solid_items(monkeypatch):
     """Fashion-MNIST replaced by solid white squares (train classes 0-4, test classes 5-9)."""
-    def fake(split="train", data_dir=None, download=True):
-        labels = torch.arange(5) + (0 if split == "train" else 5)
-        return torch.full((5, 28, 28), 255, dtype=torch.uint8), labels
+    fake = solid_fashion_mnist
     monkeypatch.setattr(scenes, "load_fashion_mnist", fake)
     monkeypatch.setattr(fs_stereo, "load_fashion_mnist", fake)
 

@@ -8,14 +8,13 @@ from pixelwise.data.fashion_mnist import load_fashion_mnist
 from pixelwise.data.scenes import (FASHION_SCENES_CLASSES, SHIFTS, FashionScenes, generate_scenes,
                                    scene_instances)
 from pixelwise.errors import PixelwiseError
+from tests.data.conftest import solid_fashion_mnist
 
 
 @pytest.fixture
 def solid_items(monkeypatch):
     """Fashion-MNIST replaced by solid white squares: train items of classes 0-4, test items of 5-9."""
-    def fake(split="train", data_dir=None, download=True):
-        labels = torch.arange(5) + (0 if split == "train" else 5)
-        return torch.full((5, 28, 28), 255, dtype=torch.uint8), labels
+    fake = solid_fashion_mnist
     monkeypatch.setattr(scenes, "load_fashion_mnist", fake)
 
 
