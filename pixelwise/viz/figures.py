@@ -69,8 +69,10 @@ def plot_training_curves(rows: Sequence[dict], path: str | Path, title: str = ""
     if not steps:
         return None
     evals = [r for r in rows if r.get("eval")]
-    metrics = sorted({k for r in evals for k in r if k.startswith("test_") and k != "test_loss"
-                      and isinstance(r[k], (int, float)) and k != "test_n"})
+    metrics = sorted({k for r in evals for k in r if k.startswith("test_") and k not in ("test_loss", "test_n")
+                      and isinstance(r[k], (int, float))})
+    # The headline numbers (miou, top1, ap, ...), not every score's copy of them (max_softmax_ap, ...).
+    metrics = [k for k in metrics if "_" not in k[5:]] or metrics[:4]
     panels = 2 + bool(metrics)
     fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.6))
     x = np.array([r["step"] for r in steps])
