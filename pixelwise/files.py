@@ -56,6 +56,11 @@ def append_jsonl(path: str | Path, rows: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """Replace `path` by one JSON object per line, atomically (see atomic_write)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r, default=str) + "\n" for r in rows)))
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     """The objects of a JSON-lines file; a last line cut off by a crash is skipped."""
     path = Path(path)

@@ -27,7 +27,7 @@ from pixelwise.engine.checkpoint import RESUME, WEIGHTS, load_resume_state, save
 from pixelwise.engine.device import native_bf16, pick_device, pick_precision, seed_device  # noqa: F401
 from pixelwise.engine.optim import build_optimizer, lr_factor, param_groups  # noqa: F401
 from pixelwise.errors import PixelwiseError
-from pixelwise.files import append_jsonl, read_jsonl, write_json
+from pixelwise.files import append_jsonl, read_jsonl, write_json, write_jsonl
 from pixelwise.models import create_model
 
 LOG = "train_log.jsonl"   # one line per step (loss, lr, throughput) and per evaluation
@@ -190,9 +190,7 @@ def resume(state: TrainState) -> None:
     state.history = [dict(zip(saved["history_keys"], row.tolist())) for row in saved["history"]]
     if state.lead:   # steps after the checkpoint are trained again: their log lines go
         log = state.cfg.run_dir / LOG
-        kept = [r for r in read_jsonl(log) if r.get("step", 0) <= state.step]
-        log.unlink(missing_ok=True)
-        append_jsonl(log, kept)
+        write_jsonl(log, [r for r in read_jsonl(log) if r.get("step", 0) <= state.step])
 
 
 def save_checkpoint(state: TrainState) -> None:

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from pixelwise.config import DataConfig, TrainConfig
+from pixelwise.config import DataSection, TrainConfig
 from pixelwise.data import build_dataset
 from pixelwise.data.folders import read_image
 from pixelwise.errors import PixelwiseError
@@ -35,7 +35,7 @@ class Task:
         return True
 
     # --- data -----------------------------------------------------------------------------------
-    def dataset(self, data: DataConfig, split: str) -> Dataset:
+    def dataset(self, data: DataSection, split: str) -> Dataset:
         """The `split` ('train' or 'test') of the dataset `data` names; items as the task's loss expects."""
         return build_dataset(data, split)
 

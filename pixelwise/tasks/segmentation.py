@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from pixelwise.config import DataConfig, TrainConfig
+from pixelwise.config import DataSection, TrainConfig, saved_data_config
 from pixelwise.engine.inference import evaluate_segmenter, segment_logits, write_segmentation_report
 from pixelwise.labels import IGNORE_INDEX
 from pixelwise.metrics.segmentation import SegmentationMeter
@@ -17,9 +17,8 @@ from pixelwise.tasks.base import Task, output_stems, read_images
 from pixelwise.tasks.registry import register_task
 
 
-def run_data(config: dict) -> DataConfig:
-    """The data section of a run's config.json (pixelwise.config.saved_data_config reads old runs too)."""
-    from pixelwise.config import saved_data_config
+def run_data(config: dict) -> DataSection:
+    """The data section of a run's config.json (saved_data_config reads old runs too)."""
     return saved_data_config(config.get("train_config", {}).get("data", {}))
 
 
