@@ -80,10 +80,40 @@ class FSOODData(SegmentationSection):
     canvas_size: int = Field(128, ge=16)
 
 
+class FSDetData(DataSection):
+    """FS-Det: FashionScenes scenes with one box per garment (pixelwise.data.fs_det)."""
+    name: Literal["fs_det"] = "fs_det"
+    canvas_size: int = Field(128, ge=16)
+    augment: Literal["none", "scale_crop_flip"] = "scale_crop_flip"
+    scale_range: tuple[float, float] = (0.5, 2.0)
+
+
+class FSStereoData(DataSection):
+    """FS-Stereo: rectified pairs with left-view disparity (pixelwise.data.fs_stereo)."""
+    name: Literal["fs_stereo"] = "fs_stereo"
+    canvas_size: int = Field(128, ge=16)
+    variant: str | None = None          # e.g. 'texture' (pixelwise.data.fs_stereo.parse_variant)
+    augment: Literal["none", "crop_flip"] = "crop_flip"
+
+
+class FSVideoData(DataSection):
+    """FS-Video sequences (pixelwise.data.fs_video): tracking and appearance embeddings."""
+    name: Literal["fs_video"] = "fs_video"
+    canvas_size: int = Field(128, ge=16)
+
+
+class FSForecastData(DataSection):
+    """FS-Forecast: observed frames of FS-Video and the segmentation of future frames."""
+    name: Literal["fs_forecast"] = "fs_forecast"
+    canvas_size: int = Field(128, ge=16)
+
+
 DATA_SECTIONS: dict[str, type[DataSection]] = {
     "fashion_mnist": FashionMNISTData, "folder": FolderData, "fashion_scenes": FashionScenesData,
-    "fs_ood": FSOODData, **{n: SegmentationFolderData for n in ("cityscapes", "camvid", "voc", "ade20k", "masks")}}
-AnyData = Annotated[FashionMNISTData | FolderData | SegmentationFolderData | FashionScenesData | FSOODData,
+    "fs_ood": FSOODData, **{n: SegmentationFolderData for n in ("cityscapes", "camvid", "voc", "ade20k", "masks")},
+    "fs_det": FSDetData, "fs_stereo": FSStereoData, "fs_video": FSVideoData, "fs_forecast": FSForecastData}
+AnyData = Annotated[FashionMNISTData | FolderData | SegmentationFolderData | FashionScenesData | FSOODData
+                    | FSDetData | FSStereoData | FSVideoData | FSForecastData,
                     Field(discriminator="name")]
 
 

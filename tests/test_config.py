@@ -37,7 +37,8 @@ def test_wrong_type_names_key_and_value():
 
 def test_data_keys_of_another_dataset_kind_are_errors_that_name_it():
     with pytest.raises(PixelwiseError, match=r"^overrides: unknown config key 'data.canvas_size' for dataset "
-                                             r"'fashion_mnist' \(a key of fashion_scenes, fs_ood\)"):
+                                             r"'fashion_mnist' \(a key of fashion_scenes, fs_det, fs_forecast, fs_ood, fs_stereo, "
+                                             r"fs_video\)"):
         load_config(None, ["data.canvas_size=64"])
     with pytest.raises(PixelwiseError, match=r"'data.label_noise' for dataset 'fs_ood' \(a key of fashion_mnist\)"):
         load_config(None, ["data.name=fs_ood", "data.label_noise=0.1"])
