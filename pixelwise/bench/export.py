@@ -18,10 +18,18 @@ INPUT_NAME = "images"
 
 
 def output_names(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """["logits"], or ["logits", "outlier_logits"] for a segmenter with an outlier head."""
+    """["logits"], ["logits", "outlier_logits"] for a segmenter with an outlier head, or the field names
+    of any other named-tuple output (a detector's dense maps: heatmap, size, offset)."""
     with torch.no_grad():
         out = model.eval()(example)
-    return ["logits", "outlier_logits"] if isinstance(out, SegmentationOutput) else ["logits"]
+    if isinstance(out, SegmentationOutput):
+        return ["logits", "outlier_logits"]
+    return list(out._fields) if isinstance(out, tuple) and hasattr(out, "_fields") else ["logits"]
+
+
+def output_tensors(out) -> tuple[torch.Tensor, ...]:
+    """A model output as the tuple of tensors ONNX returns: a named tuple's fields, or the tensor alone."""
+    return tuple(out) if isinstance(out, tuple) else (out,)
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, dynamic_batch: bool = True,
@@ -101,7 +109,7 @@ def onnx_parity(model: nn.Module, session, images: torch.Tensor, rtol: float = 1
     """
     with torch.no_grad():
         ref = model.eval()(images.cpu().float())
-    refs = tuple(ref) if isinstance(ref, SegmentationOutput) else (ref,)
+    refs = output_tensors(ref)
     result: dict = {"rtol": rtol, "outputs": {}}
     for name, r, o in zip(output_names(model, images[:1].cpu().float()), refs, run_onnx(session, images)):
         o = torch.from_numpy(o)

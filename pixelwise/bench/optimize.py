@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from pixelwise.errors import PixelwiseError
-from pixelwise.models.outputs import SegmentationOutput, logits_of
+from pixelwise.models.outputs import logits_of
 
 OPTIMIZATIONS = ("inference_mode", "channels_last", "fold_bn", "compile")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -119,8 +119,8 @@ def _foldable_norm(module: nn.Module) -> bool:
 def _outputs_close(model: nn.Module, example: torch.Tensor, reference, rtol: float) -> bool:
     with torch.no_grad():
         out = model(example)
-    outs = tuple(out) if isinstance(out, SegmentationOutput) else (out,)
-    refs = tuple(reference) if isinstance(reference, SegmentationOutput) else (reference,)
+    outs = tuple(out) if isinstance(out, tuple) else (out,)
+    refs = tuple(reference) if isinstance(reference, tuple) else (reference,)
     return all((o - r).abs().max() <= rtol * r.abs().max().clamp(min=1.0) for o, r in zip(outs, refs))
 
 

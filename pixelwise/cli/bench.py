@@ -21,19 +21,22 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def load_model(name_or_run: str, num_classes: int | None = None):
-    """(model in eval mode, its Task, run config or None) for a registered model name or a run folder.
+    """(the module to run in eval mode, its Task, run config or None) for a registered model name or a run
+    folder: the model as its task exports it (`Task.export_module`).
 
     A model name gets the first registered task of its kind (classification, segmentation, ...)."""
     from pixelwise.models import create_model, model_task
     from pixelwise.tasks import get_task, list_tasks, load_run, task_of_run
     if Path(name_or_run).is_dir():
         model, config = load_run(name_or_run)
-        return model, task_of_run(config), config
+        task = task_of_run(config)
+        return task.export_module(model).eval(), task, config
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     model = create_model(name_or_run, **kwargs).eval()
     kind = model_task(name_or_run)
     tasks = [get_task(t) for t in list_tasks() if get_task(t).model_kind == kind]
-    return model, min(tasks, key=lambda t: t.priority), None
+    task = min(tasks, key=lambda t: t.priority)
+    return task.export_module(model).eval(), task, None
 
 
 def default_input(model_name: str, task, config: dict | None, size: str | None,

@@ -84,6 +84,13 @@ class Task:
             raise PixelwiseError(f"{run}: --scales/--flip (test-time augmentation) apply to segmentation "
                                  f"runs only (without outlier scoring), not to {self.name} runs; leave them out")
 
+    def export_module(self, model: nn.Module) -> nn.Module:
+        """The module `pixelwise bench` and `export` run: one tensor of images (N, C, H, W) in [0, 1] in
+        (C as `example_input` gives it), a tensor or a named tuple of tensors out. Most tasks export the
+        model itself; a detector its dense maps (peak picking outside the graph), a stereo model a
+        wrapper taking left and right stacked on channels."""
+        return model
+
     def smoke_overrides(self, root: str) -> list[str]:
         """Config overrides (on the defaults) for a run of a few steps on tiny data cached under `root`,
         a few seconds on a CPU: tests/tasks/test_every_task.py trains, resumes, evaluates, predicts
