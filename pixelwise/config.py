@@ -97,9 +97,16 @@ class FSStereoData(DataSection):
 
 
 class FSVideoData(DataSection):
-    """FS-Video sequences (pixelwise.data.fs_video): tracking and appearance embeddings."""
+    """FS-Video sequences (pixelwise.data.fs_video): tracking and appearance embeddings.
+
+    The embedding task trains on identity crops (pixelwise.data.fs_identities); train_limit and
+    test_limit count sequences."""
     name: Literal["fs_video"] = "fs_video"
     canvas_size: int = Field(128, ge=16)
+    crop_size: int = Field(32, ge=8)                       # identity crops are resized to this side
+    min_visibility: float = Field(0.5, gt=0, le=1)         # crops of views at least this visible
+    augment: Literal["none", "shift"] = "shift"            # shift: crops moved by up to crop_shift px
+    crop_shift: int = Field(3, ge=0)
 
 
 class FSForecastData(DataSection):
