@@ -6,11 +6,13 @@ lean upsampling steps (1x1 lateral projection of the skip + upsampled path, 3x3 
 a 1x1 classifier at stride 4 and bilinear upsampling to the input size. With output_stride=2 (ours,
 not the paper's) one more step takes in the backbone's stride-2 features, for objects with 1-2 px parts.
 
-Pyramid fusion: one shared backbone runs on an image pyramid (scales 1, 1/2, 1/4); features of equal
-resolution from different pyramid levels are projected and summed (interleaved pyramid fusion), and
-the upsampling path climbs from stride 128 down to 4, which enlarges the receptive field without SPP.
-Differences to the authors' code: timm features are taken after the blocks' last ReLU, and the
-pyramid levels share the backbone's batch-norm layers (the authors keep one set per level).
+Pyramid fusion: one shared ResNet runs on an image pyramid (scales 1, 1/2, 1/4, each resized from the
+full image by bicubic interpolation, with one set of batch norms per level: models/pyramid_resnet.py);
+features of equal resolution from different pyramid levels are projected by bare 1x1 convolutions (one
+per backbone stage, shared by the levels) and summed (interleaved pyramid fusion), and the upsampling
+path climbs from stride 128 down to 4, which enlarges the receptive field without SPP. This is the
+authors' layout (github.com/orsic/swiftnet, resnet_pyramid.py): same parameters, same logits for the same
+weights; their checkpoints load through models/swiftnet_authors.py.
 """
 from __future__ import annotations
 
@@ -18,13 +20,13 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from pixelwise.errors import PixelwiseError
 from pixelwise.models.backbones import REDUCTIONS, Pretrained, create_backbone
 from pixelwise.models.checkpointing import set_grad_checkpointing
-from pixelwise.models.layers import (BNReluConv, Blend, EncoderDecoder, LadderDecoder, SegmentationHeads,
+from pixelwise.models.layers import (Blend, EncoderDecoder, LadderDecoder, SegmentationHeads,
                                      upsample)
+from pixelwise.models.pyramid_resnet import PyramidResNet
 from pixelwise.models.registry import register_model
 
 OUTPUT_STRIDES = {4: REDUCTIONS, 2: (2, *REDUCTIONS)}   # backbone feature strides per output stride
@@ -77,16 +79,17 @@ class SwiftNet(EncoderDecoder):
 class PyramidFusionDecoder(nn.Module):
     """Sums the projected features of equal resolution across pyramid levels and upsamples them.
 
-    Level l of the pyramid (image scale 2^-l) gives features at strides r_i * 2^l; a shared 1x1
-    projection per backbone stage maps them to `num_features` channels; the sums per stride feed a
-    ladder of blend steps from the coarsest stride to stride 4.
+    Level l of the pyramid (image scale 2^-l) gives features at strides r_i * 2^l; a bare 1x1 projection
+    per backbone stage (shared by the levels, no normalization: the authors' `upsample_bottlenecks`) maps
+    them to `num_features` channels; the sums per stride feed a ladder of blend steps from the coarsest
+    stride to stride 4.
     """
 
     def __init__(self, channels: Sequence[int], num_classes: int, num_features: int = 128,
                  pyramid_levels: int = 3, outlier_head: bool = False):
         super().__init__()
         nf = num_features
-        self.lateral = nn.ModuleList(BNReluConv(c, nf, k=1) for c in channels)
+        self.lateral = nn.ModuleList(nn.Conv2d(c, nf, 1, bias=False) for c in channels)
         num_strides = len(channels) + pyramid_levels - 1
         self.blend = nn.ModuleList(Blend(nf) for _ in range(num_strides - 1))
         self.heads = SegmentationHeads(nf, num_classes, outlier_head)
@@ -98,7 +101,8 @@ class PyramidFusionDecoder(nn.Module):
             for stage, f in enumerate(features):
                 p = self.lateral[stage](f)
                 k = level + stage  # the stride index, once the image scale is accounted for
-                # Odd sizes round differently per level: align to the grid of the finest level.
+                # Sizes not divisible by 2^(levels + 4) round differently per level (where the authors'
+                # code stops): align to the grid of the finest level.
                 fused[k] = p if k not in fused else fused[k] + upsample(p, fused[k].shape[-2:])
         x = fused[len(fused) - 1]
         for blend, k in zip(self.blend, reversed(range(len(fused) - 1))):
@@ -110,35 +114,26 @@ class PyramidFusionDecoder(nn.Module):
 
 
 class SwiftNetPyramid(EncoderDecoder):
-    """SwiftNet with interleaved pyramid fusion. Input (N, C, H, W) float in [0, 1].
+    """SwiftNet with interleaved pyramid fusion, the authors' layout. Input (N, C, H, W) float in [0, 1].
 
-    The shared backbone runs on the image and on `pyramid_levels - 1` successive halvings of it.
-    Returns logits (N, num_classes, H, W), or (logits, outlier logits (N, 1, H, W)).
+    `.backbone` (a PyramidResNet) runs the shared ResNet on the image and on `pyramid_levels - 1` smaller
+    copies resized from it; returns logits (N, num_classes, H, W), or (logits, outlier logits (N, 1, H, W)).
+    backbone: a timm ResNet (resnet18, resnet34, ...); pretrained: False or a local weight file of it;
+    backbone_kwargs: passed to timm.create_model, e.g. {'channels': (32, 64, 128, 256)} for half width.
     """
 
     def __init__(self, num_classes: int = 19, backbone: str = "resnet18", pretrained: Pretrained = False,
                  num_features: int = 128, pyramid_levels: int = 3, in_chans: int = 3,
-                 outlier_head: bool = False, grad_checkpointing: bool = False):
+                 outlier_head: bool = False, grad_checkpointing: bool = False,
+                 backbone_kwargs: dict | None = None):
         super().__init__()
-        if pyramid_levels < 1:
-            raise ValueError(f"pyramid_levels must be >= 1, got {pyramid_levels}")
         self.pyramid_levels = pyramid_levels
-        self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=in_chans)
+        self.backbone = PyramidResNet(backbone, pretrained=pretrained, in_chans=in_chans, levels=pyramid_levels,
+                                      **(backbone_kwargs or {}))
         self.head = PyramidFusionDecoder(self.backbone.feature_info.channels(), num_classes, num_features,
                                          pyramid_levels, outlier_head)
         if grad_checkpointing:
             set_grad_checkpointing(self, True)
-
-    def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """[x, x/2, x/4, ...]: each halving a bilinear resize, i.e. a 2x2 box filter on even sizes."""
-        images = [x]
-        for _ in range(self.pyramid_levels - 1):
-            images.append(F.interpolate(images[-1], scale_factor=0.5, mode="bilinear", align_corners=False))
-        return images
-
-    def encode(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
-        """The shared backbone's features of every pyramid level, for the fusing decoder."""
-        return [self.backbone(p) for p in self.pyramid(x)]
 
 
 @register_model("swiftnet", task="segmentation", pretrained=True)
@@ -155,7 +150,7 @@ def swiftnet_rn18(**kwargs) -> SwiftNet:
 
 @register_model("swiftnet_pyramid", task="segmentation", pretrained=True)
 def swiftnet_pyramid(**kwargs) -> SwiftNetPyramid:
-    """Pyramid-fusion SwiftNet on any timm backbone with strides 4-32."""
+    """Pyramid-fusion SwiftNet on a timm ResNet (`backbone=`, default resnet18)."""
     return SwiftNetPyramid(**kwargs)
 
 
