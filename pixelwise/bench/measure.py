@@ -13,12 +13,13 @@ import re
 import statistics
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from pixelwise.errors import PixelwiseError
 from pixelwise.models.outputs import logits_of
 
 FLOP_CONVENTION = "a multiply-add counts as 2 FLOPs (FLOPs = 2 x MACs); only convolutions and matrix multiplies are counted"
@@ -122,20 +123,53 @@ def latency_summary(times_ms: list[float], warmup: int) -> dict:
             "min_ms": ordered[0], "runs": len(ordered), "warmup": warmup, "times_ms": list(times_ms)}
 
 
-def matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                n: int | None = None, repeats: int = 5) -> dict:
-    """The device's measured matrix-multiply throughput: best of `repeats` (n x n) @ (n x n) products.
+PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
+PEAK_SIZES = {"cpu": (1024, 2048, 3072, 4096), "cuda": (4096, 8192, 12288)}
 
-    n defaults to 2048 on CPU and 8192 on CUDA (large enough to be compute-bound). Returns
-    {"gflops": best GFLOP/s (2 n^3 FLOPs per product), "n", "dtype", "repeats"}.
+
+def matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype | str = torch.float32,
+                n: int | None = None, repeats: int = 5, sizes: Sequence[int] | None = None) -> dict:
+    """The device's measured matrix-multiply throughput in `dtype`: the best of `repeats` timed
+    (n x n) @ (n x n) products over several sizes n.
+
+    dtype: a torch dtype or a precision name (fp32, bf16, fp16, int8). int8 multiplies int8 matrices
+    into int32 (`torch._int_mm`, the oneDNN/VNNI/AMX or tensor-core kernel); the others `torch.mm`.
+    `n` measures that one size; else `sizes` (default 1024-4096 on CPU, 4096-12288 on CUDA): a single
+    size under-measures (a small one is memory-bound, a large one leaves the caches), and a peak that
+    under-measures flattens every ratio to it. Returns {"gflops": best GFLOP/s (2 n^3 FLOPs per
+    product, integer operations counted alike for int8), "n": the size that reached it, "by_size":
+    {n: best GFLOP/s}, "dtype", "repeats", "method", "measurable"}; where the dtype has no kernel on
+    the device, "gflops" is None, "measurable" False and "error" says why.
     """
     device = torch.device(device)
-    n = n or (8192 if device.type == "cuda" else 2048)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    timing = time_callable(lambda: torch.mm(a, b), device, warmup=1, runs=repeats)
-    return {"gflops": 2 * n ** 3 / (timing["min_ms"] * 1e-3) / 1e9, "n": n, "dtype": str(dtype).replace("torch.", ""),
-            "repeats": repeats}
+    dtype = PEAK_DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    if not isinstance(dtype, torch.dtype):
+        raise PixelwiseError(f"matmul peak dtype {dtype!r}: choose one of {', '.join(PEAK_DTYPES)}")
+    sizes = [n] if n else list(sizes or PEAK_SIZES.get(device.type, PEAK_SIZES["cpu"]))
+    integer = dtype == torch.int8
+    name = str(dtype).replace("torch.", "")
+    result = {"dtype": name, "repeats": repeats, "sizes": sizes, "measurable": True,
+              "method": "torch._int_mm (int8 x int8 -> int32)" if integer else f"torch.mm ({name})"}
+    by_size: dict[int, float] = {}
+    try:
+        for size in sizes:
+            a, b = _matrices(size, dtype, device)
+            product = (lambda: torch._int_mm(a, b)) if integer else (lambda: torch.mm(a, b))
+            timing = time_callable(product, device, warmup=1, runs=repeats)
+            by_size[size] = 2 * size ** 3 / (timing["min_ms"] * 1e-3) / 1e9
+            del a, b
+    except (RuntimeError, NotImplementedError) as e:  # e.g. no int8 (or fp16) matmul kernel on this device
+        return {**result, "gflops": None, "n": None, "by_size": by_size, "measurable": False,
+                "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+    best = max(by_size, key=by_size.get)
+    return {**result, "gflops": by_size[best], "n": best, "by_size": by_size}
+
+
+def _matrices(n: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(n)
+    if dtype == torch.int8:
+        return tuple(torch.randint(-128, 128, (n, n), generator=g, dtype=torch.int8).to(device) for _ in range(2))
+    return tuple(torch.randn(n, n, generator=g).to(device=device, dtype=dtype) for _ in range(2))
 
 
 @contextmanager

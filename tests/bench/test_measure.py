@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from pixelwise.errors import PixelwiseError
 from pixelwise.bench.measure import count_flops, count_parameters, matmul_peak, peak_memory, time_callable
 
 
@@ -55,8 +56,33 @@ def test_time_callable_statistics():
 
 def test_matmul_peak_is_plausible():
     peak = matmul_peak("cpu", n=256, repeats=2)
-    assert peak["n"] == 256 and peak["dtype"] == "float32"
+    assert peak["n"] == 256 and peak["dtype"] == "float32" and peak["measurable"]
     assert 0.1 < peak["gflops"] < 1e5
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", "float32"), ("bf16", "bfloat16"), ("int8", "int8")])
+def test_matmul_peak_per_precision_is_the_best_over_sizes(precision, dtype):
+    peak = matmul_peak("cpu", precision, repeats=2, sizes=(64, 128, 256))
+    if not peak["measurable"]:  # allowed only with the reason, never as a silent zero
+        assert precision == "int8" and peak["gflops"] is None and peak["error"]
+        return
+    assert peak["dtype"] == dtype and sorted(peak["by_size"]) == [64, 128, 256]
+    assert peak["gflops"] == max(peak["by_size"].values()) == peak["by_size"][peak["n"]]
+    assert all(0.01 < g < 1e5 for g in peak["by_size"].values())
+
+
+def test_int8_peak_times_the_exact_integer_product():
+    # the int8 kernel the peak times must compute the product (not a saturating or float one)
+    a = torch.randint(-128, 128, (64, 64), generator=torch.Generator().manual_seed(0), dtype=torch.int8)
+    b = torch.randint(-128, 128, (64, 64), generator=torch.Generator().manual_seed(1), dtype=torch.int8)
+    exact = a.long() @ b.long()
+    assert torch.equal(torch._int_mm(a, b).long(), exact)
+    assert matmul_peak("cpu", torch.int8, n=64, repeats=1)["measurable"]
+
+
+def test_matmul_peak_names_a_bad_dtype():
+    with pytest.raises(PixelwiseError, match="int4"):
+        matmul_peak("cpu", "int4", n=64, repeats=1)
 
 
 def _rss_bytes() -> int:
