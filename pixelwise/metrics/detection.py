@@ -186,7 +186,7 @@ def _mean(values: np.ndarray) -> float:
 
 def coco_map(targets: Sequence[Mapping], predictions: Sequence[Mapping],
              iou_thresholds: Sequence[float] | None = None, max_dets: Sequence[int] = (1, 10, 100),
-             labels: Sequence[int] | None = None) -> dict:
+             labels: Sequence[int] | None = None, curves: bool = False) -> dict:
     """COCO box AP and AR over a whole dataset, equal to pycocotools' COCOeval.stats (see the module).
 
     targets: one dict per image with "boxes" (M, 4) xyxy float pixels, "labels" (M,) int, optional
@@ -200,7 +200,10 @@ def coco_map(targets: Sequence[Mapping], predictions: Sequence[Mapping],
     Returns floats "ap" (IoU .5:.95), "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
     f"ar{max_dets[0]}", f"ar{max_dets[1]}", f"ar{max_dets[2]}", "ar_small", "ar_medium", "ar_large"
     in COCOeval.stats order, and "per_class_ap" {label: AP@[.5:.95] at max_dets[2], all areas};
-    -1 where there is no ground truth to measure against.
+    -1 where there is no ground truth to measure against. curves: also "precision" (T, 101, K), the
+    interpolated precision at each IoU threshold, recall point (RECALL_THRESHOLDS) and class (in
+    "curve_labels" order) at max_dets[2], all areas: COCOeval.eval["precision"][:, :, :, 0, 2], -1 where
+    unmeasured, for precision-recall curves.
     """
     max_dets = [int(m) for m in max_dets]
     if len(max_dets) != 3 or min(max_dets) < 1 or sorted(set(max_dets)) != max_dets:
@@ -236,4 +239,35 @@ def coco_map(targets: Sequence[Mapping], predictions: Sequence[Mapping],
     out.update({f"ar{m}": ar(max_det=m) for m in max_dets})
     out.update({"ar_small": ar("small"), "ar_medium": ar("medium"), "ar_large": ar("large")})
     out["per_class_ap"] = {k: _mean(precision[:, :, c, 0, 2]) for c, k in enumerate(classes)}
+    if curves:
+        out["precision"], out["curve_labels"] = precision[:, :, :, 0, 2], classes
     return out
+
+
+class DetectionMeter:
+    """Targets and predictions of a whole dataset, scored at once with `coco_map` (COCO AP is not a
+    mean over images). `labels`: the classes evaluated (default: those seen)."""
+
+    def __init__(self, labels: Sequence[int] | None = None):
+        self.labels = None if labels is None else list(labels)
+        self.targets: list[dict] = []
+        self.predictions: list[dict] = []
+        self._result: dict | None = None
+
+    def update(self, predictions: Sequence[Mapping], targets: Sequence[Mapping]) -> None:
+        """One batch: per image a prediction dict (boxes, scores, labels) and a target dict (boxes,
+        labels, optional iscrowd and area); kept as numpy arrays."""
+        keys = {"p": ("boxes", "scores", "labels"), "t": ("boxes", "labels", "iscrowd", "area")}
+        self.predictions += [{k: _numpy(p[k], None) for k in keys["p"]} for p in predictions]
+        self.targets += [{k: _numpy(t[k], None) for k in keys["t"] if k in t} for t in targets]
+        self._result = None
+
+    def result(self) -> dict:
+        """coco_map of everything seen, with the precision curves (computed once)."""
+        if self._result is None:
+            self._result = coco_map(self.targets, self.predictions, labels=self.labels, curves=True)
+        return self._result
+
+    def summary(self) -> dict[str, float]:
+        """The scalar COCO numbers (ap, ap50, ap75, ..., ar100) and the number of images n."""
+        return {**{k: v for k, v in self.result().items() if isinstance(v, float)}, "n": float(len(self.targets))}
