@@ -109,10 +109,13 @@ class FSVideoData(DataSection):
     crop_shift: int = Field(3, ge=0)
 
 
-class FSForecastData(DataSection):
-    """FS-Forecast: observed frames of FS-Video and the segmentation of future frames."""
+class FSForecastData(SegmentationSection):
+    """FS-Forecast: observed frames of FS-Video and the segmentation of future frames
+    (pixelwise.data.fs_forecast). A segmentation run on it trains the single-frame model on the frames;
+    a forecasting run reads clips. The limits count sequences."""
     name: Literal["fs_forecast"] = "fs_forecast"
     canvas_size: int = Field(128, ge=16)
+    test_t: int = Field(20, ge=9)            # anchor frame t of the test clips (the protocol's 20)
 
 
 DATA_SECTIONS: dict[str, type[DataSection]] = {

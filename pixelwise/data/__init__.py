@@ -24,6 +24,9 @@ def build_dataset(cfg, split: str) -> Dataset:
     if cfg.name == "fs_ood":   # trains on FashionScenes, tests on its scenes with real-photo outliers
         from pixelwise.data.fs_ood import build_fs_ood
         return build_fs_ood(cfg, split, limit)
+    if cfg.name == "fs_forecast":   # single frames for the segmenter; forecasting runs read clips (tasks)
+        from pixelwise.data.fs_forecast import build_fs_forecast_frames
+        return build_fs_forecast_frames(cfg, split, limit)
     from pixelwise.data.segmentation import SEGMENTATION_DATASETS, build_segmentation_dataset
     if cfg.name in SEGMENTATION_DATASETS:
         return build_segmentation_dataset(cfg, split, limit)
