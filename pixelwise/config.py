@@ -93,7 +93,11 @@ class FSStereoData(DataSection):
     name: Literal["fs_stereo"] = "fs_stereo"
     canvas_size: int = Field(128, ge=16)
     variant: str | None = None          # e.g. 'texture' (pixelwise.data.fs_stereo.parse_variant)
-    augment: Literal["none", "crop_flip"] = "crop_flip"
+    augment: Literal["none", "crop_flip"] = "crop_flip"   # crop_flip: random crop, flip-and-swap
+    crop_size: tuple[int, int] | None = None   # crop_flip: training crop (H, W); None: whole pairs
+    photometric: bool = True            # crop_flip: one brightness/contrast jitter for both views
+    # Training pairs of these variants together ('clean' = none), e.g. [clean, textured]; None: `variant`.
+    train_variants: list[str] | None = Field(None, min_length=1)
 
 
 class FSVideoData(DataSection):

@@ -5,7 +5,9 @@ in px; bad-t, the fraction with |pred - true| > t px (t = 1, 2, 3); D1, the frac
 |err| > 3 px and |err| > 5% of |true| (the KITTI 2015 devkit's outlier rule); and, given focal
 length f (px) and baseline B, depth abs-rel, mean |Z_pred - Z_true| / Z_true with Z = f * B / d,
 over those pixels whose true disparity is > 0, the predicted disparity clamped to >= `eps` px first
-(default 0.01 px). Fractions are in [0, 1], not percent. Every pixel counts once: a dataset's figure
+(default 0.01 px); with `max_depth`, only pixels whose true depth is at most max_depth count and the
+predicted depth is clipped to it (KITTI's depth protocol caps at 80 m), which keeps a few near-zero
+predicted disparities from dominating the mean. Fractions are in [0, 1], not percent. Every pixel counts once: a dataset's figure
 is its pixel-weighted mean, never a mean of per-image figures.
 """
 from __future__ import annotations
@@ -42,16 +44,19 @@ class StereoMeter:
 
     update(pred, target, valid, occluded=None): pred and target disparities in px, valid and
     occluded bool, all of one shape (e.g. (N, 1, H, W)); without `occluded`, no 'noc' figures.
-    focal (px) and baseline (any length unit) enable depth abs-rel.
+    focal (px) and baseline (any length unit) enable depth abs-rel; max_depth (that unit) caps it.
     """
 
-    def __init__(self, focal: float | None = None, baseline: float | None = None, eps: float = MIN_DISPARITY):
+    def __init__(self, focal: float | None = None, baseline: float | None = None, eps: float = MIN_DISPARITY,
+                 max_depth: float | None = None):
         if (focal is None) != (baseline is None):
             raise PixelwiseError(f"StereoMeter: give both focal and baseline for depth, or neither "
                                  f"(got focal={focal}, baseline={baseline})")
         if eps <= 0:
             raise PixelwiseError(f"StereoMeter: eps must be > 0 px, got {eps}")
-        self.focal, self.baseline, self.eps = focal, baseline, eps
+        if max_depth is not None and max_depth <= 0:
+            raise PixelwiseError(f"StereoMeter: max_depth must be > 0, got {max_depth}")
+        self.focal, self.baseline, self.eps, self.max_depth = focal, baseline, eps, max_depth
         self.sums: dict[str, dict[str, float]] = {}
         self.images = 0
 
@@ -77,7 +82,11 @@ class StereoMeter:
             if self.focal is not None:
                 fb = self.focal * self.baseline
                 has_depth = t > 0
+                if self.max_depth is not None:
+                    has_depth &= fb / t.clamp(min=1e-12) <= self.max_depth
                 z_true, z_pred = fb / t[has_depth], fb / p[has_depth].clamp(min=self.eps)
+                if self.max_depth is not None:
+                    z_pred = z_pred.clamp(max=self.max_depth)
                 rel = (z_pred - z_true).abs() / z_true
             self._add(region, (p - t).abs(), t, rel)
         self.images += int(pred.shape[0]) if pred.ndim == 4 else 1
@@ -108,8 +117,8 @@ class StereoMeter:
 
 def disparity_errors(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
                      occluded: torch.Tensor | None = None, focal: float | None = None,
-                     baseline: float | None = None) -> dict[str, float]:
+                     baseline: float | None = None, max_depth: float | None = None) -> dict[str, float]:
     """The StereoMeter figures of one batch: pred, target (px), valid, occluded (bool), one shape."""
-    meter = StereoMeter(focal, baseline)
+    meter = StereoMeter(focal, baseline, max_depth=max_depth)
     meter.update(pred, target, valid, occluded)
     return meter.summary()

@@ -7,6 +7,7 @@ from pixelwise.tasks import classification, outlier_segmentation, segmentation  
 from pixelwise.tasks import detection  # noqa: F401,E402
 from pixelwise.tasks import embedding  # noqa: F401,E402
 from pixelwise.tasks import forecasting  # noqa: F401,E402
+from pixelwise.tasks import stereo  # noqa: F401,E402
 from pixelwise.tasks.base import Task  # noqa: E402
 from pixelwise.tasks.runs import (attack_run, evaluate_run, load_task_config, predict_images,  # noqa: E402
                                   run_config, task_of_run, train, with_task)
