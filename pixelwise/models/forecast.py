@@ -138,8 +138,9 @@ def sampled_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, weight: torch.T
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     k = kh * kw
+    dtype = torch.promote_types(x.dtype, torch.float32)
     with torch.autocast(x.device.type, enabled=False):
-        xf, off = x.float(), offset.float().reshape(n, k, 2, h, w)
+        xf, off = x.to(dtype), offset.to(dtype).reshape(n, k, 2, h, w)
         ky, kx = torch.meshgrid((torch.arange(kh, device=x.device) - kh // 2) * dilation,
                                 (torch.arange(kw, device=x.device) - kw // 2) * dilation, indexing="ij")
         ys, xs = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
