@@ -34,20 +34,21 @@ def cosface_loss(cosine: torch.Tensor, labels: torch.Tensor, scale: float = 16.0
 class EmbeddingResNet(nn.Module):
     """A narrow ResNet on crops (N, C, S, S) float in [0, 1] -> embeddings (N, dim), unit L2 norm.
 
-    3x3 stem, then stages of BasicBlocks (`widths`, `depths`; every stage after the first halves the
-    resolution), global average pooling, a linear projection and batch norm, then L2 normalization.
+    3x3 stem (stride `stem_stride`), then stages of BasicBlocks (`widths`, `depths`; every stage after
+    the first halves the resolution), global average pooling, a linear projection and batch norm, then
+    L2 normalization.
     num_classes: training identities (class centres for the margin loss; 0 for none); scale, margin:
     CosFace's s and m.
     """
 
     def __init__(self, num_classes: int = 0, in_chans: int = 3, dim: int = 128,
                  widths: Sequence[int] = (32, 64, 128, 256), depths: Sequence[int] = (1, 1, 1, 1),
-                 scale: float = 16.0, margin: float = 0.2,
+                 stem_stride: int = 1, scale: float = 16.0, margin: float = 0.2,
                  mean: Sequence[float] = CROP_MEAN, std: Sequence[float] = CROP_STD):
         super().__init__()
         self.scale, self.margin = scale, margin
         self.normalize = Normalize(tuple(mean)[:in_chans], tuple(std)[:in_chans])
-        self.stem = conv_bn_relu(in_chans, widths[0])
+        self.stem = conv_bn_relu(in_chans, widths[0], stem_stride)
         blocks, cin = [], widths[0]
         for i, (w, d) in enumerate(zip(widths, depths)):
             for j in range(d):

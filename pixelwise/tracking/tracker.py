@@ -4,10 +4,16 @@ Every frame, each track's Kalman filter predicts its box; detections are assigne
 Hungarian algorithm on a cost that fuses motion and appearance,
     cost = (1 - w) (1 - IoU(predicted box, detection)) + w cosine_distance(track feature, detection feature),
 where pairs with IoU below `iou_gate` are never matched; w = `appearance_weight` = 0 is SORT. With
+appearance, `reid_gate` > 0 also admits pairs that do not overlap enough but whose detection lies
+within the track's Kalman gate (squared Mahalanobis distance below `reid_gate`; 9.49 is the 95%
+chi-square quantile with 4 degrees of freedom) and looks like it (cosine distance below
+`max_cosine`): a track that coasted through missed detections or occlusion is found again, as in
+DeepSORT, where IoU alone would start a new one. With
 `low_score` below `high_score`, detections scored in [low_score, high_score) get a second, IoU-only
 matching to the tracks left over (ByteTrack); they never start tracks. A track is reported once it
 has `min_hits` matches (or in the first `min_hits` frames) and only in frames where it is matched;
-it is dropped after `max_age` frames without one.
+it is dropped after `max_age` frames without one. `Tracker.reported_detections` gives the index
+of the detection each reported track was matched to in the last frame.
 """
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ class TrackerConfig:
     high_score: float = 0.5
     low_score: float = 0.5         # below high_score: ByteTrack's second stage
     feature_momentum: float = 0.9  # exponential moving average of a track's appearance feature
+    reid_gate: float = 0.0         # > 0 (with appearance): squared Mahalanobis gate of a second way to match
+    max_cosine: float = 0.3        # cosine distance below which the reid_gate admits a pair
 
     def __post_init__(self):
         if not 0 <= self.appearance_weight <= 1:
@@ -40,6 +48,9 @@ class TrackerConfig:
             raise PixelwiseError(f"iou_gate must be in [0, 1), got {self.iou_gate}")
         if self.min_hits < 1 or self.max_age < 0:
             raise PixelwiseError(f"min_hits must be >= 1 and max_age >= 0, got {self.min_hits}, {self.max_age}")
+        if self.reid_gate < 0 or not 0 <= self.max_cosine <= 2:
+            raise PixelwiseError(f"reid_gate must be >= 0 and max_cosine in [0, 2], got {self.reid_gate}, "
+                                 f"{self.max_cosine}")
         if self.low_score > self.high_score:
             raise PixelwiseError(f"low_score ({self.low_score}) must not exceed high_score ({self.high_score})")
 
@@ -91,15 +102,21 @@ class Tracker:
         self.config = config or TrackerConfig()
         self.tracks: list[Track] = []
         self.frame, self._next_id = 0, 1
+        self.reported_detections = np.zeros(0, np.int64)
 
     def _cost(self, tracks: list[Track], boxes: np.ndarray, features: np.ndarray | None, w: float) -> np.ndarray:
         if not tracks or not len(boxes):
             return np.zeros((len(tracks), len(boxes)))
         iou = iou_xyxy(np.stack([t.box for t in tracks]), boxes)
         cost = (1 - w) * (1 - iou)
+        allowed = iou >= self.config.iou_gate
         if w > 0:
-            cost = cost + w * (1 - np.stack([t.feature for t in tracks]) @ features.T)
-        return np.where(iou >= self.config.iou_gate, cost, _NO_MATCH)
+            cosine = 1 - np.stack([t.feature for t in tracks]) @ features.T
+            cost = cost + w * cosine
+            if self.config.reid_gate > 0:
+                near = np.stack([t.filter.mahalanobis(boxes) for t in tracks]) < self.config.reid_gate
+                allowed |= near & (cosine < self.config.max_cosine)
+        return np.where(allowed, cost, _NO_MATCH)
 
     def update(self, boxes, scores=None, features=None) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
@@ -126,7 +143,9 @@ class Tracker:
         used = {int(j) for _, j in matches}
         matched = {id(t) for t, _ in matches}
         reported = []
+        detection = {}
         for t, j in matches:
+            detection[id(t)] = int(j)
             t.box = t.filter.update(boxes[j])
             t.hits, t.misses = t.hits + 1, 0
             if feats is not None:
@@ -140,9 +159,11 @@ class Tracker:
             if int(j) not in used:
                 feature = None if feats is None else feats[j]
                 t = Track(self._next_id, KalmanBoxFilter(boxes[j]), feature, boxes[j].copy())
+                detection[id(t)] = int(j)
                 self._next_id += 1
                 self.tracks.append(t)
                 reported.append(t)
         reported = [t for t in reported if t.hits >= cfg.min_hits or self.frame <= cfg.min_hits]
+        self.reported_detections = np.array([detection[id(t)] for t in reported], np.int64)
         return (np.array([t.id for t in reported], np.int64),
                 np.stack([t.box for t in reported]) if reported else np.zeros((0, 4)))

@@ -54,3 +54,27 @@ def test_tracks_coast_through_missed_frames_and_low_scores():
         Tracker(TrackerConfig(appearance_weight=0.5)).update(np.zeros((1, 4)) + [0, 0, 1, 1])
     with pytest.raises(PixelwiseError, match="low_score"):
         TrackerConfig(low_score=0.9, high_score=0.5)
+
+
+def test_appearance_finds_a_track_again_after_a_gap_that_iou_misses():
+    # One 10 x 20 box moving 3 px/frame that stops, unseen, in frames 8-11 (so the Kalman filter's
+    # prediction runs away from it); a second, different-looking box stays apart.
+    def frame(f):
+        x = 3.0 * min(f, 8)
+        boxes = [[x, 0, x + 10, 20], [60, 40, 70, 60]]
+        return (boxes[1:], np.eye(2)[1:]) if 8 <= f < 12 else (boxes, np.eye(2))
+
+    def ids_after_gap(config):
+        tracker = Tracker(config)
+        for f in range(16):
+            boxes, feats = frame(f)
+            ids, out = tracker.update(boxes, features=feats if config.appearance_weight else None)
+            assert np.allclose(out, np.asarray(boxes)[tracker.reported_detections], atol=3)
+        return ids.tolist()
+
+    base = dict(min_hits=1, max_age=6, iou_gate=0.3)
+    assert ids_after_gap(TrackerConfig(**base)) == [2, 3]        # SORT: a new track after the gap
+    assert ids_after_gap(TrackerConfig(appearance_weight=0.5, **base)) == [2, 3]
+    assert ids_after_gap(TrackerConfig(appearance_weight=0.5, reid_gate=50.0, **base)) == [1, 2]
+    with pytest.raises(PixelwiseError, match="reid_gate"):
+        TrackerConfig(reid_gate=-1)

@@ -1,0 +1,275 @@
+"""FS-Track, measured: SORT against motion + appearance (and ByteTrack-style matching) on the 100 FS-Video
+test sequences, with ground-truth boxes (association alone) and with a learned detector.
+
+    flock /tmp/pixelwise-bench.lock .venv/bin/python benchmarks/tracking.py           # full protocol
+    flock /tmp/pixelwise-bench.lock .venv/bin/python benchmarks/tracking.py --quick   # smoke run
+
+1. Trains the appearance embedding (configs/embedding_fs_video.yaml: a narrow ResNet on 32 x 32 crops of
+   the garment identities of the 600 train sequences, CosFace) for as many steps as fit `--budget`
+   seconds here (two probe runs time a step), and measures its retrieval rank-1 / mAP on the test
+   identities. `--embedding RUN` uses a trained run instead.
+2. Detections: ground-truth boxes (score 1) and, when `--detector RUN` (default runs/bench_detection, the
+   detection issue's benchmark run) exists, the detector's boxes on every frame.
+3. Tunes each tracker on the first `--tune` TRAIN sequences (never the test ones): SORT (IoU + Kalman,
+   appearance weight 0) over the IoU gate, max_age and min_hits; motion + appearance also over the
+   appearance weight and its re-identification gate; ByteTrack over the score thresholds. The best
+   HOTA wins, separately for ground-truth boxes and learned detections.
+4. Scores the tuned trackers on the 100 test sequences: HOTA, DetA, AssA, IDF1, MOTA, ID switches (TrackEval's
+   definitions, pixelwise.metrics.tracking), ID switches on the crossing sequences (those with twins),
+   association frames per second (detections and features given) and end-to-end frames per second
+   (detector + embedding + association, 2 threads).
+
+Writes results/tracking.{md,json} and results/tracking_crossing.{gif,png} (one crossing sequence, SORT
+against motion + appearance).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pixelwise.bench.measure import device_name  # noqa: E402
+from pixelwise.config import load_config  # noqa: E402
+from pixelwise.data.fs_identities import twin_tracks  # noqa: E402
+from pixelwise.data.fs_video import FSVideo, frame_targets  # noqa: E402
+from pixelwise.data.mot import sequence_to_mot  # noqa: E402
+from pixelwise.files import write_json  # noqa: E402
+from pixelwise.metrics.tracking import tracking_metrics  # noqa: E402
+from pixelwise.tasks import load_run, train  # noqa: E402
+from pixelwise.tasks.tracking import associate, detect, embed_detections  # noqa: E402
+from pixelwise.tracking.tracker import TrackerConfig  # noqa: E402
+
+BUDGET = 300
+PROBE_STEPS = (10, 40)
+TARGET_POINTS = 5.0
+KEYS = ("HOTA", "DetA", "AssA", "IDF1", "MOTA", "IDSW")
+
+
+def steps_within(config: Path, overrides: list[str], budget: float) -> tuple[int, float]:
+    """Training steps of the recipe that fit `budget` seconds here, and the seconds per step (two probes)."""
+    short, long = (train(load_config(config, [*overrides, f"max_steps={n}"]), progress=False,
+                         overwrite=True)["train_seconds"] for n in PROBE_STEPS)
+    per_step = (long - short) / (PROBE_STEPS[1] - PROBE_STEPS[0])
+    start_up = max(0.0, short - PROBE_STEPS[0] * per_step)
+    return max(1, int((budget - start_up) / per_step)), per_step
+
+
+def train_embedding(quick: bool, budget: float) -> tuple[Path, dict]:
+    config = ROOT / "configs" / "embedding_fs_video.yaml"
+    run_dir = ROOT / "runs" / ("bench_embedding" + ("_quick" if quick else ""))
+    overrides = [f"out_dir={run_dir}", "eval_every_epoch=false"]
+    if quick:
+        overrides += ["data.train_limit=20", "data.test_limit=5", "max_steps=5", "batch_size=32"]
+    probe = None
+    if not quick and budget:
+        steps, per_step = steps_within(config, [*overrides, f"out_dir={run_dir}_probe", "data.test_limit=1"], budget)
+        overrides.append(f"max_steps={steps}")
+        probe = {"steps": list(PROBE_STEPS), "seconds_per_step": per_step, "steps_within_budget": steps}
+        print(json.dumps({"probe": probe}), flush=True)
+    summary = train(load_config(config, overrides), progress=sys.stderr.isatty(), overwrite=True)
+    return run_dir, {"run": str(run_dir.relative_to(ROOT)), "steps": summary["step"], "precision": summary["precision"],
+                     "train_seconds": summary["train_seconds"], "probe": probe,
+                     "rank1": summary["test"]["rank1"], "mAP": summary["test"]["mAP"],
+                     "queries": summary["test"]["queries"], "gallery": summary["test"]["gallery"]}
+
+
+def ground_truth_detections(item: dict) -> list[dict]:
+    out = []
+    for t in range(len(item["images"])):
+        g = frame_targets(item, t)
+        out.append({"boxes": g["boxes"].double().numpy(), "scores": np.ones(len(g["boxes"])),
+                    "labels": g["labels"].numpy()})
+    return out
+
+
+def prepare(dataset: FSVideo, n: int, detector, embedder, crop_size: int) -> list[dict]:
+    """Per sequence: ground truth rows, crossing flag, and for 'gt' / 'learned' detections their features
+    and the seconds the detector and embedding took."""
+    out = []
+    for i in range(n):
+        item = dataset[i]
+        a = dataset.arrays
+        seq = {"gt": sequence_to_mot(item), "crossing": bool(twin_tracks(a["labels"][i], a["boxes"][i],
+                                                                          a["visibility"][i])), "sources": {}}
+        sources = {"gt": (ground_truth_detections(item), 0.0)}
+        if detector is not None:
+            tick = time.perf_counter()
+            sources["learned"] = (detect(detector, item["images"]), time.perf_counter() - tick)
+        for name, (dets, det_seconds) in sources.items():
+            tick = time.perf_counter()
+            feats = embed_detections(embedder, item["images"], dets, crop_size)
+            seq["sources"][name] = {"detections": dets, "features": feats, "detect_seconds": det_seconds,
+                                    "embed_seconds": time.perf_counter() - tick}
+        out.append(seq)
+    return out
+
+
+def evaluate(sequences: list[dict], source: str, config: TrackerConfig) -> dict:
+    preds, seconds = [], 0.0
+    for s in sequences:
+        d = s["sources"][source]
+        tick = time.perf_counter()
+        preds.append(associate(d["detections"], config, d["features"] if config.appearance_weight > 0 else None))
+        seconds += time.perf_counter() - tick
+    m = tracking_metrics([s["gt"] for s in sequences], preds)
+    crossing = [k for k, s in enumerate(sequences) if s["crossing"]]
+    mc = tracking_metrics([sequences[k]["gt"] for k in crossing], [preds[k] for k in crossing]) if crossing else {}
+    frames = sum(len(s["sources"][source]["detections"]) for s in sequences)
+    model_seconds = sum(s["sources"][source]["detect_seconds"] + (s["sources"][source]["embed_seconds"]
+                        if config.appearance_weight > 0 else 0) for s in sequences)
+    return {**{k: float(m[k]) for k in KEYS}, "IDSW_crossing": float(mc.get("IDSW", 0)),
+            "crossing_sequences": len(crossing), "association_fps": frames / max(seconds, 1e-9),
+            "fps": frames / max(seconds + model_seconds, 1e-9), "preds": preds}
+
+
+def best_of(sequences: list[dict], source: str, configs: list[TrackerConfig]) -> tuple[TrackerConfig, float]:
+    scored = [(evaluate(sequences, source, c)["HOTA"], -k) for k, c in enumerate(configs)]
+    hota, k = max(scored)
+    return configs[-k], hota
+
+
+def tune(sequences: list[dict], source: str, byte: bool) -> dict[str, tuple[TrackerConfig, float]]:
+    """The best HOTA settings on `sequences` of SORT (IoU gate, max_age, min_hits, score threshold), then of motion +
+    appearance from SORT's best (appearance weight, re-identification gate and cosine bound, max_age),
+    then of ByteTrack's score thresholds on top of that."""
+    scores = (0.3, 0.5) if source == "learned" else (0.5,)   # ground-truth boxes all score 1
+    sort = [TrackerConfig(iou_gate=g, max_age=a, min_hits=h, high_score=s, low_score=s)
+            for g, a, h, s in itertools.product((0.1, 0.2, 0.3), (3, 10, 20), (1, 3), scores)]
+    best = {"SORT": best_of(sequences, source, sort)}
+    base = best["SORT"][0]
+    appearance = [replace(base, appearance_weight=w, reid_gate=r, max_cosine=c, max_age=a)
+                  for w, r, c, a in itertools.product((0.25, 0.5, 0.75), (0.0, 9.49, 50.0), (0.2, 0.4),
+                                                      sorted({base.max_age, 2 * base.max_age}))
+                  if r > 0 or c == 0.2]
+    best["motion + appearance"] = best_of(sequences, source, appearance)
+    if byte:
+        base = best["motion + appearance"][0]
+        configs = [replace(base, high_score=hs, low_score=ls)
+                   for hs, ls in itertools.product((0.4, 0.5, 0.6), (0.1, 0.2, 0.3))]
+        best["motion + appearance + ByteTrack"] = best_of(sequences, source, configs)
+    for name, (config, hota) in best.items():
+        print(f"tuned {name} on {source}: HOTA {hota:.4f} with {asdict(config)}", flush=True)
+    return best
+
+
+def write_crossing_pictures(dataset: FSVideo, test: list[dict], rows: dict, out: Path, source: str,
+                            stem: str = "tracking") -> dict:
+    """GIF and strip of the first crossing sequence where SORT and motion + appearance differ most."""
+    from pixelwise.viz.tracks import draw_tracks, strip, write_video
+    crossing = [k for k, s in enumerate(test) if s["crossing"]]
+    if not crossing:
+        return {}
+    names = ["SORT", "motion + appearance"]
+
+    def idsw(k, name):
+        return tracking_metrics(test[k]["gt"], rows[name][k])["IDSW"]
+    k = max(crossing, key=lambda k: (idsw(k, names[0]) - idsw(k, names[1]), -k))
+    frames = dataset[k]["images"]
+    panels = {}
+    for name in names:
+        r = rows[name][k]
+        panels[name] = [draw_tracks(f, np.c_[r[r[:, 0] == t + 1, 2:4], r[r[:, 0] == t + 1, 2:4] + r[r[:, 0] == t + 1, 4:6]],
+                                    r[r[:, 0] == t + 1, 1], 2) for t, f in enumerate(frames)]
+    side_by_side = [np.concatenate([a, np.full((a.shape[0], 4, 3), 255, np.uint8), b], 1)
+                    for a, b in zip(panels[names[0]], panels[names[1]])]
+    gif = write_video(side_by_side, out / f"{stem}_crossing.gif", fps=5)
+    from PIL import Image
+    picked = list(range(0, len(frames), 3))
+    png = out / f"{stem}_crossing.png"
+    Image.fromarray(np.concatenate([strip([panels[n][t] for t in picked]) for n in names], 0)).save(png)
+    return {"sequence": k, "source": source, "gif": gif.name, "png": png.name,
+            "rows": "top: SORT, bottom: motion + appearance, every 3rd frame"}
+
+
+def table(results: dict) -> list[str]:
+    lines = ["| detections | tracker | HOTA | DetA | AssA | IDF1 | MOTA | IDSW | IDSW on crossings | assoc. FPS | "
+             "end-to-end FPS |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for source, trackers in results.items():
+        for name, m in trackers.items():
+            lines.append(f"| {source} | {name} | {100 * m['HOTA']:.1f} | {100 * m['DetA']:.1f} | {100 * m['AssA']:.1f} | "
+                         f"{100 * m['IDF1']:.1f} | {100 * m['MOTA']:.1f} | {m['IDSW']:.0f} | {m['IDSW_crossing']:.0f} | "
+                         f"{m['association_fps']:.0f} | {m['fps']:.0f} |")
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a few sequences and steps: a smoke run")
+    p.add_argument("--budget", type=float, default=BUDGET, help="seconds of embedding training (0: config's epochs)")
+    p.add_argument("--embedding", default=None, help="a trained embedding run instead of training one")
+    p.add_argument("--detector", default=str(ROOT / "runs" / "bench_detection"))
+    p.add_argument("--tune", type=int, default=60, help="train sequences the trackers are tuned on")
+    p.add_argument("--out", default=str(ROOT / "results"))
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    out = Path(args.out)
+    started = time.perf_counter()
+    if args.embedding:
+        emb_dir, emb = Path(args.embedding), {"run": args.embedding}
+    else:
+        emb_dir, emb = train_embedding(args.quick, args.budget)
+    embedder, emb_config = load_run(emb_dir)
+    crop_size = int(emb_config["train_config"]["data"]["crop_size"])
+    detector, det_info = None, None
+    if (Path(args.detector) / "model.safetensors").is_file():
+        detector, det_config = load_run(args.detector)
+        det_info = {"run": args.detector, "model": det_config["model"]}
+    else:
+        print(f"no detector run at {args.detector}: ground-truth boxes only", flush=True)
+    n_test, n_tune = (6, 6) if args.quick else (100, args.tune)
+    test_set, train_set = FSVideo("test"), FSVideo("train")
+    tune_seqs = prepare(train_set, n_tune, detector, embedder, crop_size)
+    test_seqs = prepare(test_set, n_test, detector, embedder, crop_size)
+    sources = ["gt"] + (["learned"] if detector is not None else [])
+    results, settings, rows = {}, {}, {}
+    for source in sources:
+        best = tune(tune_seqs, source, byte=source == "learned")
+        label = "ground-truth boxes" if source == "gt" else "learned detections"
+        results[label], settings[label] = {}, {}
+        rows[source] = {}
+        for name, (config, train_hota) in best.items():
+            m = evaluate(test_seqs, source, config)
+            rows[source][name] = m.pop("preds")
+            results[label][name] = m
+            settings[label][name] = {**asdict(config), "train_HOTA": train_hota}
+            print(f"{label}, {name}: " + ", ".join(f"{k} {m[k]:.4f}" for k in KEYS), flush=True)
+    stem = "tracking_quick" if args.quick else "tracking"
+    pictures = write_crossing_pictures(test_set, test_seqs, rows[sources[-1]], out, sources[-1], stem)
+    headline = results["learned detections" if detector is not None else "ground-truth boxes"]
+    gain = {k: 100 * (headline["motion + appearance"][k] - headline["SORT"][k]) for k in ("HOTA", "IDF1")}
+    met = detector is not None and min(gain.values()) >= TARGET_POINTS
+    report = {"device": device_name("cpu"), "threads": 2, "embedding": emb, "detector": det_info,
+              "test_sequences": n_test, "tune_sequences": n_tune, "results": results, "settings": settings,
+              "gain_points": gain, "target": f">= {TARGET_POINTS} HOTA and IDF1 points over SORT with learned detections",
+              "target_met": met, "pictures": pictures, "seconds": time.perf_counter() - started, "quick": args.quick}
+    write_json(out / f"{stem}.json", report)
+    md = [f"# FS-Track{' (quick)' if args.quick else ''}", "",
+          f"{n_test} FS-Video test sequences; trackers tuned on {n_tune} train sequences; CPU: {report['device']}, 2 threads.",
+          f"Embedding: {emb.get('steps', '?')} steps ({emb.get('precision', '?')}, {emb.get('train_seconds', 0):.0f} s), "
+          f"retrieval rank-1 {emb.get('rank1', float('nan')):.3f}, mAP {emb.get('mAP', float('nan')):.3f} on "
+          f"{emb.get('queries', '?')} test identities.",
+          f"Detector: {det_info['run'] + ' (' + det_info['model'] + ')' if det_info else 'none (ground-truth boxes only)'}.",
+          "", *table(results), "",
+          f"Motion + appearance minus SORT ({'learned detections' if detector is not None else 'ground-truth boxes'}): "
+          f"HOTA {gain['HOTA']:+.1f}, IDF1 {gain['IDF1']:+.1f} points; target >= +{TARGET_POINTS:g} with learned "
+          f"detections: {'met' if met else 'not met'}.", "", "Tuned settings (on train sequences):", ""]
+    md += [f"- {label}, {name}: `{json.dumps({k: v for k, v in s.items()})}`"
+           for label, d in settings.items() for name, s in d.items()]
+    if pictures:
+        md += ["", f"![crossing]({Path(pictures['png']).name}) ({pictures['rows']}; test sequence {pictures['sequence']})"]
+    (out / f"{stem}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
