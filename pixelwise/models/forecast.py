@@ -11,9 +11,10 @@ Two models:
   Stride 8 at 128 px is a 16 x 16 grid: garments (28-56 px) keep 3-7 cells and the mid-term motion
   (9-36 px) spans 1-4.5 cells, which a few 3x3 deformable layers reach; stride 16 would leave 8 x 8.
 - `f2f` (a forecaster): the frozen single-frame segmenter supplies the level features of the four
-  observed frames; one F2F module per horizon (direct forecasting: +3 and +9 each have their own
-  module, no autoregressive chaining) maps their concatenation to the future level features through
-  residual deformable convolutions; the frozen decoder of the segmenter turns those into logits.
+  observed frames; an F2F module maps their concatenation to the future level features through
+  residual deformable convolutions, with one output head per horizon (direct forecasting: +3 and +9
+  each have their own head on a shared trunk, no autoregressive chaining); the frozen decoder of the
+  segmenter turns those into logits.
 """
 from __future__ import annotations
 
@@ -189,25 +190,32 @@ class DeformableBlock(nn.Module):
 
 
 class FeatureForecaster(nn.Module):
-    """F2F for one horizon: observed level features (N, O, C, h, w), oldest first -> future features (N, C, h, w).
+    """F2F: observed level features (N, O, C, h, w), oldest first -> future features (N, C, h, w), one per
+    horizon (direct forecasting: a trunk shared by the horizons, one output head each).
 
     The concatenation is normalized and projected to `width` channels (1x1), passes `layers` residual
-    deformable blocks (dilations 1, 2, 1, 2, ...: a wider reach for fast garments) and a 1x1 output that is
-    added to the last observed features; that output starts at zero, so training starts from copy-last.
+    deformable blocks (dilations 1, 2, 1, 2, ...: a wider reach for fast garments); each head, a 1x1 unit,
+    gives a change that is added to the last observed features. The heads start at zero, so training
+    starts from copy-last. Runs in float32 even under autocast: bf16 would round the sampling offsets
+    and cost more in conversions than it saves on these small maps.
     """
 
-    def __init__(self, channels: int, observed: int = OBSERVED_FRAMES, width: int = 128, layers: int = 4):
+    def __init__(self, channels: int, observed: int = OBSERVED_FRAMES, width: int = 128, layers: int = 4,
+                 horizons: int = 2):
         super().__init__()
         self.project = nn.Sequential(nn.BatchNorm2d(observed * channels), nn.Conv2d(observed * channels, width, 1))
         self.blocks = nn.Sequential(*(DeformableBlock(width, dilation=1 + i % 2) for i in range(layers)))
-        self.out = BNReluConv(width, channels, k=1, bias=True)
-        nn.init.zeros_(self.out.conv.weight)
-        nn.init.zeros_(self.out.conv.bias)
+        self.heads = nn.ModuleList(BNReluConv(width, channels, k=1, bias=True) for _ in range(horizons))
+        for head in self.heads:
+            nn.init.zeros_(head.conv.weight)
+            nn.init.zeros_(head.conv.bias)
 
-    def forward(self, observed: torch.Tensor) -> torch.Tensor:
+    def forward(self, observed: torch.Tensor) -> list[torch.Tensor]:
         n, o, c, h, w = observed.shape
-        x = self.blocks(self.project(observed.reshape(n, o * c, h, w)))
-        return observed[:, -1] + self.out(x)
+        with torch.autocast(observed.device.type, enabled=False):
+            observed = observed.float()
+            x = self.blocks(self.project(observed.reshape(n, o * c, h, w)))
+            return [observed[:, -1] + head(x) for head in self.heads]
 
 
 # --- the forecaster ------------------------------------------------------------------------------------
@@ -231,7 +239,7 @@ class F2F(nn.Module):
     segmenter / segmenter_kwargs: the frozen single-frame model (one with `level_features` and
     `decode_level`, e.g. swiftnet_f2f); pretrained: its run folder, whose weights (and, where
     segmenter_kwargs is not given, architecture) are loaded, or False for random weights (smoke tests).
-    width, layers: of each horizon's FeatureForecaster. ce_weight: weight of the cross-entropy term of the
+    width, layers: of the FeatureForecaster. ce_weight: weight of the cross-entropy term of the
     training loss, through the frozen decoder (0: feature regression alone). The frozen model stays in
     eval mode and gets no gradient; its weights are part of this model's state dict, so a run folder of
     F2F rebuilds without the segmenter's folder (pretrained=False, then its own weights).
@@ -260,8 +268,7 @@ class F2F(nn.Module):
         self.segmenter.requires_grad_(False)
         self.segmenter.eval()
         channels = self.segmenter.head.level_channels
-        self.short = FeatureForecaster(channels, OBSERVED_FRAMES, width, layers)
-        self.mid = FeatureForecaster(channels, OBSERVED_FRAMES, width, layers)
+        self.forecaster = FeatureForecaster(channels, OBSERVED_FRAMES, width, layers, horizons=2)
         self.ce_weight = float(ce_weight)
 
     def train(self, mode: bool = True) -> "F2F":
@@ -278,7 +285,8 @@ class F2F(nn.Module):
 
     def forecast(self, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Observed level features (N, 4, C, h, w) -> forecast level features of t+3 and t+9."""
-        return self.short(observed), self.mid(observed)
+        short, mid = self.forecaster(observed)
+        return short, mid
 
     def decode(self, level: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """Level features (N, C, h, w) -> class logits (N, K, *size) through the frozen decoder."""

@@ -60,7 +60,7 @@ def test_f2f_holds_the_frozen_segmenter_and_rebuilds_without_its_folder(tmp_path
         torch.testing.assert_close(model.decode(model.frame_features(frames)[:, 3], (32, 32)), seg(frames[:, 3]))
     assert not any(p.requires_grad for p in model.segmenter.parameters())
     model.train()
-    assert not model.segmenter.training and model.short.training
+    assert not model.segmenter.training and model.forecaster.training
     # A run folder of F2F rebuilds with pretrained=False and its own weights: the same forecasts.
     rebuilt = create_model("f2f", num_classes=4, pretrained=False, segmenter_kwargs={"num_classes": 4, **TINY},
                            width=8, layers=1)
