@@ -4,8 +4,15 @@ Switches (names as `pixelwise bench --optimize` takes them):
 - inference_mode: `torch.inference_mode()` instead of the baseline's `torch.no_grad()`;
 - channels_last: weights and inputs in NHWC memory order (what oneDNN and tensor cores prefer);
 - fold_bn: every BatchNorm2d that directly follows a Conv2d folded into that convolution;
-- compile: `torch.compile` (inductor); the first call compiles, and its time is reported apart.
+- compile: `torch.compile` (inductor); the first call compiles, and its time is reported apart;
+- freezing: compile with inductor's `freezing` (eval only): weights become constants, so BN folding, weight
+  casts and oneDNN weight prepacking happen once at compile time instead of at every call;
+- max_autotune: compile with `max_autotune` (inductor times several kernels per matmul/conv and keeps the
+  fastest; compiling takes much longer);
+- cast_weights: (eval, bf16/fp16 only) the weights and the input cast to the precision's dtype instead
+  of autocast, which casts weights at every call unless freezing folds the casts away.
 Precisions: fp32; bf16 and fp16 through autocast (on CPU too, where the hardware supports them).
+"compile" is implied by freezing and max_autotune.
 """
 from __future__ import annotations
 
@@ -22,7 +29,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from pixelwise.errors import PixelwiseError
 from pixelwise.models.outputs import logits_of
 
-OPTIMIZATIONS = ("inference_mode", "channels_last", "fold_bn", "compile")
+OPTIMIZATIONS = ("inference_mode", "channels_last", "fold_bn", "compile", "freezing", "max_autotune", "cast_weights")
+EVAL_ONLY = ("inference_mode", "fold_bn", "freezing", "cast_weights")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -32,10 +40,21 @@ def check_optimizations(names: Sequence[str], mode: str = "eval") -> list[str]:
     unknown = [n for n in names if n not in OPTIMIZATIONS]
     if unknown:
         raise PixelwiseError(f"--optimize: unknown {', '.join(unknown)}; choose from {', '.join(OPTIMIZATIONS)}")
-    if mode == "train" and {"inference_mode", "fold_bn"} & set(names):
-        raise PixelwiseError("--optimize inference_mode and fold_bn apply to --mode eval only; "
+    eval_only = [n for n in names if n in EVAL_ONLY]
+    if mode == "train" and eval_only:
+        raise PixelwiseError(f"--optimize {' and '.join(eval_only)} apply to --mode eval only; "
                              "drop them for --mode train")
+    if {"freezing", "max_autotune"} & set(names) and "compile" not in names:
+        names.append("compile")
     return names
+
+
+def inductor_options(optimizations: Sequence[str]) -> ContextManager:
+    """inductor's config with the switches' options (freezing, max_autotune) set inside the block only:
+    around a compiled model's first call, which compiles it, they hold for that model and not for the
+    process. (`torch.compile(options=...)` is not used: with it int8 freezing fails.)"""
+    import torch._inductor.config
+    return torch._inductor.config.patch({key: True for key in ("freezing", "max_autotune") if key in optimizations})
 
 
 def conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
@@ -145,9 +164,16 @@ def inference_step(model: nn.Module, inputs: torch.Tensor, optimizations: Sequen
     device = inputs.device
     notes: dict = {}
     model = model.eval()
+    amp = precision
     if "fold_bn" in optimizations:
         model, pairs = fold_batchnorm(model, _small_example(inputs))
         notes["folded_bn"] = len(pairs)
+    if "cast_weights" in optimizations:
+        if precision not in AUTOCAST_DTYPES:
+            raise PixelwiseError("--optimize cast_weights needs --precision bf16 or fp16")
+        # after folding (in fp32); the input's cast is inside the module, timed and compiled with it
+        dtype = AUTOCAST_DTYPES[precision]
+        model, amp = CastInputs(copy.deepcopy(model).to(dtype), dtype), "fp32"
     if "channels_last" in optimizations:  # on a copy: Module.to works in place
         model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -156,12 +182,13 @@ def inference_step(model: nn.Module, inputs: torch.Tensor, optimizations: Sequen
     grad_mode = torch.inference_mode if "inference_mode" in optimizations else torch.no_grad
 
     def step():
-        with grad_mode(), autocast(device, precision):
+        with grad_mode(), autocast(device, amp):
             return model(inputs)
 
     if "compile" in optimizations:
         t0 = time.perf_counter()
-        step()
+        with inductor_options(optimizations):
+            step()
         notes["compile_seconds"] = time.perf_counter() - t0
     return step, notes
 
@@ -200,9 +227,22 @@ def train_step(model: nn.Module, inputs: torch.Tensor, optimizations: Sequence[s
 
     if "compile" in optimizations:
         t0 = time.perf_counter()
-        step()
+        with inductor_options(optimizations):
+            step()
         notes["compile_seconds"] = time.perf_counter() - t0
     return step, notes
+
+
+class CastInputs(nn.Module):
+    """`model` (its weights already in `dtype`) called on its input cast to `dtype`; outputs stay in
+    `dtype`, as autocast's do."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def forward(self, x: torch.Tensor):
+        return self.model(x.to(self.dtype))
 
 
 def _small_example(inputs: torch.Tensor, side: int = 128) -> torch.Tensor:

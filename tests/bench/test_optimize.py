@@ -112,3 +112,28 @@ def test_fold_timm_batchnorm_act_keeps_its_activation():
     assert isinstance(folded[1][1], nn.ReLU)
     with torch.no_grad():
         assert _close(folded(x), model(x))
+
+
+def test_freezing_implies_compile_and_is_eval_only():
+    assert check_optimizations(["freezing"]) == ["freezing", "compile"]
+    assert check_optimizations(["max_autotune", "compile"]) == ["max_autotune", "compile"]
+    with pytest.raises(PixelwiseError, match="freezing and cast_weights apply to --mode eval only"):
+        check_optimizations(["freezing", "cast_weights"], mode="train")
+    with pytest.raises(PixelwiseError, match="cast_weights needs --precision bf16"):
+        inference_step(TinySegmenter(), torch.rand(1, 3, 8, 8), ["cast_weights"], "fp32")
+
+
+def test_bf16_weights_frozen_and_compiled_stay_within_bf16_rounding():
+    # bf16 keeps 8 bits of mantissa: a relative error of a few 2^-8 after 3 layers, labels nearly all equal
+    model = randomize_batchnorm(TinySegmenter())
+    x = torch.rand(2, 3, 24, 40)
+    with torch.no_grad():
+        reference = model(x)
+    eager, _ = inference_step(model, x, ["inference_mode", "fold_bn", "cast_weights"], "bf16")
+    frozen, notes = inference_step(model, x, ["inference_mode", "channels_last", "fold_bn", "cast_weights",
+                                              "freezing"], "bf16")
+    assert notes["compile_seconds"] > 0 and notes["folded_bn"] == 2
+    for out in (eager(), frozen()):
+        assert out.dtype == torch.bfloat16 and out.shape == reference.shape
+        assert _close(out.float().contiguous(), reference, rtol=0.05)
+        assert (out.float().argmax(1) == reference.argmax(1)).float().mean() > 0.97
