@@ -12,7 +12,7 @@ import sys
 from pixelwise.errors import PixelwiseError
 
 # Each module adds its commands with `add_commands(subparsers)`; heavy imports stay inside functions.
-COMMAND_MODULES = ("train", "eval", "predict", "attack", "bench", "demo", "track")
+COMMAND_MODULES = ("train", "eval", "predict", "attack", "bench", "demo", "stereo", "track")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -111,3 +111,14 @@ def test_bad_pixels_equal_opencv_contrib_when_present():
     out = disparity_errors(torch.from_numpy(fixed_pred / 16.0), torch.from_numpy(fixed_true / 16.0),
                            torch.ones(24, 32, dtype=torch.bool))
     assert out["bad2"] == pytest.approx(percent / 100)
+
+
+def test_depth_cap_drops_far_truth_and_clips_far_predictions():
+    # f * B = 20: true depths 13.3, 10, 20 (beyond the 15 m cap: left out), 2.86, 10, 0.208 m;
+    # predicted 20 -> 15 (clipped), 10, -, 2, 2000 -> 15 (clipped), 0.2 m.
+    out = disparity_errors(*hand_case(), focal=10.0, baseline=2.0, max_depth=15.0)
+    expected = (15 / (20 / 1.5) - 1) + 0 + (1 - 2 / (20 / 7)) + (15 / 10 - 1) + (1 - 0.2 / (20 / 96))
+    assert out["abs_rel"] == pytest.approx(expected / 5) and out["abs_rel_noc"] == pytest.approx(expected / 5)
+    assert out["epe"] == pytest.approx(13.5 / 6)   # disparity figures do not change
+    with pytest.raises(PixelwiseError, match="max_depth"):
+        StereoMeter(focal=1.0, baseline=1.0, max_depth=0)
