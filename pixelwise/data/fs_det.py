@@ -161,9 +161,12 @@ class FSDet(EpochSeededTransform, Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[tv_tensors.Image, dict]:
-        image = tv_tensors.Image(self.images[i].float().div(255).expand(3, -1, -1).clone())
+        # The scene is grayscale: transform its one channel (a third of the resampling work, the
+        # largest cost of a training step's data), then repeat it on three.
+        gray = tv_tensors.Image(self.images[i].float().div(255)[None])
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
         target = {k: v[lo:hi].clone() for k, v in self.targets.items()}
         target["boxes"] = tv_tensors.BoundingBoxes(target["boxes"], format=tv_tensors.BoundingBoxFormat.XYXY,
-                                                   canvas_size=tuple(image.shape[-2:]))
-        return self.apply_transform(image, target, i)
+                                                   canvas_size=tuple(gray.shape[-2:]))
+        gray, target = self.apply_transform(gray, target, i)
+        return tv_tensors.Image(gray.expand(3, -1, -1).clone()), target

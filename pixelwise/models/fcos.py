@@ -84,7 +84,11 @@ class FCOSDetector(nn.Module):
                          image_mean=[0.0] * in_chans, image_std=[1.0] * in_chans, anchor_generator=anchors,
                          head=head, center_sampling_radius=center_sampling_radius, score_thresh=score_thresh,
                          nms_thresh=nms_thresh, detections_per_img=top_k)
-        self.backbone = pyramid.body
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The timm encoder (a property, not a second registration: the weights file holds each tensor once)."""
+        return self.fcos.backbone.body
 
     def dense(self, images: torch.Tensor) -> FCOSMaps:
         """The head's outputs on images that need no resize (what ONNX export runs; decoding outside)."""
