@@ -107,11 +107,13 @@ def embed_detections(embedder: nn.Module, frames: torch.Tensor, detections: list
 
 def associate(detections: list[dict], config: TrackerConfig, features: list[np.ndarray] | None = None) -> np.ndarray:
     """MOT rows (N, 9) of the tracks an online Tracker builds from per-frame detections (frames from 1):
-    each reported track's matched detection box, score and label."""
+    each reported track's matched detection box, score and label. Detections scoring below
+    config.low_score and empty boxes (zero width or height) are left out."""
     tracker = Tracker(config)
     rows = []
     for t, d in enumerate(detections):
-        keep = d["scores"] >= config.low_score
+        size = d["boxes"][:, 2:] - d["boxes"][:, :2]
+        keep = (d["scores"] >= config.low_score) & (size > 0).all(1)   # empty boxes have no motion state
         boxes, scores = d["boxes"][keep], d["scores"][keep]
         feats = None if features is None else features[t][keep]
         ids, _ = tracker.update(boxes, scores, feats)

@@ -127,7 +127,8 @@ class Tracker:
         if cfg.appearance_weight > 0:
             if features is None or len(features) != len(boxes):
                 raise PixelwiseError("appearance_weight > 0 needs one feature vector per box (features (M, D))")
-            features = _normalize(np.asarray(features, np.float64).reshape(len(boxes), -1))
+            features = np.asarray(features, np.float64)
+            features = _normalize(features.reshape(len(boxes), features.size // max(len(boxes), 1)))
         self.frame += 1
         for t in self.tracks:
             t.box = t.filter.predict()

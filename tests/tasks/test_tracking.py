@@ -132,3 +132,16 @@ def test_track_command_errors_name_the_problem(blob_model, tmp_path, capsys):
     assert main(["track", str(tmp_path / "frames"), "--detector", str(tmp_path / "det"), "--appearance-weight", "0.5",
                  "--out", str(tmp_path / "o")]) == 2
     assert "needs --embedding" in capsys.readouterr().err
+
+
+def test_associate_leaves_out_empty_boxes_and_low_scores():
+    from pixelwise.tasks.tracking import associate
+    box = np.array([[10.0, 10, 20, 30]])
+    frames = [{"boxes": np.r_[box + 2 * t, [[5, 5, 9, 5]], [[40, 40, 50, 50]]], "scores": np.array([0.9, 0.9, 0.2]),
+               "labels": np.array([3, 4, 5])} for t in range(4)]
+    frames.append({"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0, int)})
+    features = [np.eye(3)[: len(f["boxes"])] for f in frames]
+    for config, feats in ((TrackerConfig(min_hits=1), None), (TrackerConfig(min_hits=1, appearance_weight=0.5), features)):
+        rows = associate(frames, config, feats)
+        assert rows[:, 0].tolist() == [1, 2, 3, 4] and (rows[:, 1] == 1).all() and (rows[:, 7] == 3).all()
+        assert np.allclose(rows[:, 2:6], [[10 + 2 * t, 10 + 2 * t, 10, 20] for t in range(4)])
