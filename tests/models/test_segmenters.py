@@ -115,13 +115,16 @@ def test_swiftnet_rn18_matches_the_paper():
 def test_ldn_backbone_weights_from_local_file(tmp_path):
     torch.manual_seed(0)
     dense = timm.create_model("densenet121")
+    dense.features.transition3.norm.running_mean.normal_()   # statistics a fresh model would not have
     path = tmp_path / "densenet121.safetensors"
     save_file(dense.state_dict(), str(path))
     model = create_model("ldn121", pretrained=path, **TINY)
     body = model.backbone.body.features
     torch.testing.assert_close(body.denseblock3.denselayer20.conv2.weight,
                                dense.features.denseblock3.denselayer20.conv2.weight)
-    torch.testing.assert_close(body.norm5.running_mean, dense.features.norm5.running_mean)
+    # BN statistics come from the file too (norm5 is dropped, as the LDN authors' ImageNet loader does).
+    torch.testing.assert_close(body.transition3.norm.running_mean, dense.features.transition3.norm.running_mean)
+    assert isinstance(body.norm5, torch.nn.Identity)
 
 
 def test_swiftnet_output_stride_2_uses_the_stride_2_features():
