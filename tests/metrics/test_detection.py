@@ -235,3 +235,21 @@ def test_bad_input_is_a_clear_error(targets, predictions, match):
         coco_map(targets, predictions)
     with pytest.raises(PixelwiseError, match="max_dets"):
         coco_map([], [], max_dets=(10, 1, 100))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_meter_over_batches_gives_cocoeval_precision_curves(seed):
+    from pixelwise.metrics.detection import DetectionMeter
+    targets, predictions = random_case(np.random.default_rng(100 + seed), integer=seed % 2 == 0)
+    labels = [1, 2, 3, 5, 7]
+    meter = DetectionMeter(labels)
+    for i in range(0, len(targets), 2):    # batches of two images
+        meter.update(predictions[i:i + 2], targets[i:i + 2])
+    ev = cocoeval(targets, predictions, labels)
+    result = meter.result()
+    assert result["curve_labels"] == labels
+    np.testing.assert_array_equal(result["precision"], ev.eval["precision"][:, :, :, 0, 2])
+    summary = meter.summary()
+    assert summary["n"] == len(targets)
+    for key, ref in zip(STAT_KEYS, ev.stats):
+        assert abs(summary[key] - ref) < 1e-12, (key, summary[key], ref)
