@@ -42,7 +42,7 @@ from pixelwise.bench.measure import device_name  # noqa: E402
 from pixelwise.config import load_config  # noqa: E402
 from pixelwise.data.fs_identities import twin_tracks  # noqa: E402
 from pixelwise.data.fs_video import FSVideo, frame_targets  # noqa: E402
-from pixelwise.data.mot import sequence_to_mot  # noqa: E402
+from pixelwise.data.mot import mot_frame_boxes, sequence_to_mot  # noqa: E402
 from pixelwise.files import write_json  # noqa: E402
 from pixelwise.metrics.tracking import tracking_metrics  # noqa: E402
 from pixelwise.tasks import load_run, train  # noqa: E402
@@ -178,8 +178,7 @@ def write_crossing_pictures(dataset: FSVideo, test: list[dict], rows: dict, out:
     panels = {}
     for name in names:
         r = rows[name][k]
-        panels[name] = [draw_tracks(f, np.c_[r[r[:, 0] == t + 1, 2:4], r[r[:, 0] == t + 1, 2:4] + r[r[:, 0] == t + 1, 4:6]],
-                                    r[r[:, 0] == t + 1, 1], 2) for t, f in enumerate(frames)]
+        panels[name] = [draw_tracks(f, *mot_frame_boxes(r, t + 1)[::-1], 2) for t, f in enumerate(frames)]
     side_by_side = [np.concatenate([a, np.full((a.shape[0], 4, 3), 255, np.uint8), b], 1)
                     for a, b in zip(panels[names[0]], panels[names[1]])]
     gif = write_video(side_by_side, out / f"{stem}_crossing.gif", fps=5)

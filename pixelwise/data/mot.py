@@ -116,3 +116,10 @@ def boxes_to_mot(frame: int, ids, boxes, scores=None, labels=None) -> np.ndarray
     rows = np.column_stack([np.full(m, frame), np.asarray(ids, dtype=np.float64).reshape(m), boxes[:, :2],
                             boxes[:, 2:] - boxes[:, :2], scores, labels, -np.ones(m)])
     return as_mot_rows(rows, f"frame {frame}")
+
+
+def mot_frame_boxes(rows, frame: int) -> tuple[np.ndarray, np.ndarray]:
+    """ids (M,) and boxes (M, 4) xyxy px of the rows of one frame (1-based) of MOT rows (N, >= 6)."""
+    rows = as_mot_rows(rows)
+    r = rows[rows[:, 0] == frame]
+    return r[:, 1].astype(np.int64), np.c_[r[:, 2:4], r[:, 2:4] + r[:, 4:6]]

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from pixelwise.data.folders import IMAGE_SUFFIXES, read_image
 from pixelwise.data.fs_identities import crop_boxes
-from pixelwise.data.mot import boxes_to_mot, write_mot
+from pixelwise.data.mot import boxes_to_mot, mot_frame_boxes, write_mot
 from pixelwise.engine.device import pick_device
 from pixelwise.engine.runs import load_run
 from pixelwise.errors import PixelwiseError
@@ -184,10 +184,7 @@ def track_files(source: str | Path, detector: str | Path, out_dir: str | Path, e
     rows = result["rows"]
     mot = write_mot(out_dir / "tracks.txt", rows)
     scale = scale or max(1, -(-384 // max(frames.shape[2:])))
-    pictures = []
-    for t, f in enumerate(frames):
-        r = rows[rows[:, 0] == t + 1]
-        pictures.append(draw_tracks(f, np.c_[r[:, 2:4], r[:, 2:4] + r[:, 4:6]], r[:, 1], scale))
+    pictures = [draw_tracks(f, *mot_frame_boxes(rows, t + 1)[::-1], scale) for t, f in enumerate(frames)]
     drawn = write_video(pictures, out_dir / f"tracks.{video}", fps or 10.0)
     total = sum(result["seconds"].values())
     summary = {"source": str(source), "frames": len(frames), "tracks": int(len(np.unique(rows[:, 1]))),

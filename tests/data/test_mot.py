@@ -67,3 +67,11 @@ def test_sequence_ground_truth(monkeypatch, tmp_path):
     assert np.array_equal(back, gt)
     m = tracking_metrics(gt, back)
     assert m["HOTA"] == pytest.approx(1) and m["MOTA"] == 1 and m["IDF1"] == 1
+
+
+def test_frame_boxes_are_xyxy():
+    from pixelwise.data.mot import mot_frame_boxes
+    rows = np.array([[1, 3, 10, 20, 5, 6], [2, 4, 0, 0, 1, 1], [1, 7, 1, 2, 3, 4]], float)
+    ids, boxes = mot_frame_boxes(rows, 1)
+    assert ids.tolist() == [3, 7] and boxes.tolist() == [[10, 20, 15, 26], [1, 2, 4, 6]]
+    assert mot_frame_boxes(np.zeros((0, 9)), 1)[1].shape == (0, 4)
