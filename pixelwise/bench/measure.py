@@ -124,17 +124,17 @@ def latency_summary(times_ms: list[float], warmup: int) -> dict:
 
 
 PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
-PEAK_SIZES = {"cpu": (1024, 2048, 3072, 4096), "cuda": (4096, 8192, 12288)}
+PEAK_SIZES = {"cpu": (1024, 2048, 3072), "cuda": (4096, 8192, 12288)}  # benchmarks/speed.py adds 4096
 
 
 def matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype | str = torch.float32,
-                n: int | None = None, repeats: int = 5, sizes: Sequence[int] | None = None) -> dict:
+                n: int | None = None, repeats: int = 3, sizes: Sequence[int] | None = None) -> dict:
     """The device's measured matrix-multiply throughput in `dtype`: the best of `repeats` timed
     (n x n) @ (n x n) products over several sizes n.
 
     dtype: a torch dtype or a precision name (fp32, bf16, fp16, int8). int8 multiplies int8 matrices
     into int32 (`torch._int_mm`, the oneDNN/VNNI/AMX or tensor-core kernel); the others `torch.mm`.
-    `n` measures that one size; else `sizes` (default 1024-4096 on CPU, 4096-12288 on CUDA): a single
+    `n` measures that one size; else `sizes` (default 1024-3072 on CPU, 4096-12288 on CUDA): a single
     size under-measures (a small one is memory-bound, a large one leaves the caches), and a peak that
     under-measures flattens every ratio to it. Returns {"gflops": best GFLOP/s (2 n^3 FLOPs per
     product, integer operations counted alike for int8), "n": the size that reached it, "by_size":

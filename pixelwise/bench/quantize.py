@@ -83,8 +83,9 @@ class _Reader:
 
 def compare_accuracy(model: nn.Module, sessions: dict, dataset: Dataset, accuracy_meter: Callable[[], tuple],
                      batch_size: int = 16, progress: bool = True) -> dict:
-    """The headline metric (a task's: top-1, mIoU) of PyTorch fp32 and of each onnxruntime session in
-    `sessions` ({"int8": session, ...}) on `dataset` (image, target).
+    """The headline metric (a task's: top-1, mIoU) of PyTorch fp32 and of each onnxruntime session or
+    PyTorch callable (images (N, C, H, W) -> logits, a compiled or quantized model) in `sessions`
+    ({"int8": session, ...}) on `dataset` (image, target).
 
     accuracy_meter() -> (a fresh meter with .update(logits, targets) and .summary(), the metric's key),
     e.g. `lambda: task.accuracy_meter(num_classes)`.
@@ -101,7 +102,12 @@ def compare_accuracy(model: nn.Module, sessions: dict, dataset: Dataset, accurac
             logits = model(images)
         meters["pytorch_fp32"].update(logits_of(logits), targets)
         for name, session in sessions.items():
-            meters[name].update(torch.from_numpy(np.asarray(run_onnx(session, images)[0])), targets)
+            if callable(session):
+                with torch.inference_mode():
+                    out = logits_of(session(images)).float()
+            else:
+                out = torch.from_numpy(np.asarray(run_onnx(session, images)[0]))
+            meters[name].update(out, targets)
     result = {"metric": key, "images": len(dataset)}
     result.update({name: float(m.summary()[key]) for name, m in meters.items()})
     for name in sessions:

@@ -54,7 +54,7 @@ def cmd_bench(args) -> int:
         raise PixelwiseError(f"--batch {args.batch}: give a positive batch size")
     result = benchmark(model, (args.batch, c, h, w), name=args.model, device=args.device,
                        precision=args.precision, mode=args.mode, optimizations=args.optimize,
-                       threads=args.threads, warmup=args.warmup, runs=args.runs)
+                       threads=args.threads, warmup=args.warmup, runs=args.runs, int8_backend=args.int8_backend)
     print(format_result(result))
     json_output(args, result)
     return 0
@@ -134,7 +134,9 @@ def add_commands(subparsers) -> None:
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     b.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"), default="fp32",
-                   help="bf16/fp16: autocast; int8: onnxruntime static quantization (CPU, eval)")
+                   help="bf16/fp16: autocast (or --optimize cast_weights); int8: static quantization (CPU, eval)")
+    b.add_argument("--int8-backend", choices=("onnxruntime", "pt2e"), default="onnxruntime",
+                   help="int8 through onnxruntime QDQ or PT2 export quantization compiled by inductor")
     b.add_argument("--mode", choices=("eval", "train"), default="eval",
                    help="eval: one forward pass; train: forward + backward + SGD step")
     b.add_argument("--optimize", nargs="*", default=[], metavar="NAME",
