@@ -160,7 +160,7 @@ class SwiftNetStereo(nn.Module):
     """
 
     def __init__(self, backbone: str = "resnet18", pretrained: Pretrained = False, max_disparity: int = 48,
-                 num_features: int = 64, match_features: int = 32, width: int = 48, refine_width: int = 16,
+                 num_features: int = 48, match_features: int = 24, width: int = 32, refine_width: int = 8,
                  in_chans: int = 3, backbone_kwargs: dict | None = None):
         super().__init__()
         if max_disparity < STRIDE or max_disparity % STRIDE:
