@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -205,34 +206,40 @@ def forecast_table(metrics: dict, methods: Sequence[str], horizons: Sequence[int
 
 
 def plot_forecast_strips(examples: list[dict], classes: list[str], path: Path, title: str = "") -> Path:
-    """One row per clip: the observed frames, then per horizon the truth and each method's forecast."""
+    """One row per clip: the observed frames, then per horizon the truth and each method's forecast
+    (one mosaic image, labelled columns)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from pixelwise.viz.figures import save_figure
     from pixelwise.viz.overlays import colorize, palette_for
-    palette = palette_for(classes)
+    palette, gap = palette_for(classes), 2
     columns = [(f"t{o:+d}" if o else "t", None, None) for o in OBSERVED]
-    columns += [(f"t+{h} {name}", h, m) for h in HORIZONS for m, name in [("truth", "truth"), *[(m, LABELS[m].split(" (")[0])
-                                                                             for m in METHODS]]]
-    fig, axes = plt.subplots(len(examples), len(columns), figsize=(1.25 * len(columns), 1.4 * len(examples) + 0.4),
-                             squeeze=False)
-    for r, ex in enumerate(examples):
-        for c, (name, h, m) in enumerate(columns):
-            ax = axes[r, c]
+    columns += [(f"t+{h} {name}", h, m) for h in HORIZONS
+                for m, name in [("truth", "truth"), *[(m, LABELS[m].split(" (")[0]) for m in METHODS]]]
+    rows = []
+    for ex in examples:
+        tiles = []
+        for c, (_, h, m) in enumerate(columns):
             if h is None:
-                ax.imshow(ex["frames"][c].numpy(), cmap="gray", vmin=0, vmax=1)
+                tiles.append(np.repeat((ex["frames"][c].numpy()[..., None] * 255).round().astype(np.uint8), 3, -1))
             else:
-                labels = ex["truth"][HORIZONS.index(h)] if m == "truth" else ex["preds"][h][m]
-                ax.imshow(colorize(labels, palette))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(name, fontsize=7)
-        axes[r, 0].set_ylabel(f"seq {ex['sequence']}, t={ex['t']}", fontsize=7)
-    fig.suptitle(title or "forecasts", fontsize=9)
-    fig.tight_layout()
+                tiles.append(colorize(ex["truth"][HORIZONS.index(h)] if m == "truth" else ex["preds"][h][m], palette))
+        height = tiles[0].shape[0]
+        spacer = np.full((height, gap, 3), 255, np.uint8)
+        rows.append(np.concatenate([x for tile in tiles for x in (tile, spacer)][:-1], 1))
+    spacer = np.full((gap, rows[0].shape[1], 3), 255, np.uint8)
+    mosaic = np.concatenate([x for row in rows for x in (row, spacer)][:-1], 0)
+    h, w = examples[0]["frames"].shape[-2:]
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns), 1.1 * len(examples) + 0.9))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_xticks([c * (w + gap) + w / 2 for c in range(len(columns))], [name for name, _, _ in columns],
+                  rotation=45, ha="left", fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_yticks([r * (h + gap) + h / 2 for r in range(len(examples))],
+                  [f"seq {ex['sequence']}, t={ex['t']}" for ex in examples], fontsize=7)
+    ax.set_title(title or "forecasts", fontsize=9, pad=40)
     return save_figure(fig, path)
 
 
