@@ -116,3 +116,14 @@ def test_a_tiny_detector_overfits_one_batch(tmp_path):
     with torch.no_grad():
         predictions = model(images)
     assert coco_map(targets, predictions)["ap50"] > 0.9
+
+
+@pytest.mark.parametrize("name", ["swiftnet_det", "fcos"])
+def test_detectors_take_the_pretrained_efficientnet_lite0(name):
+    from pixelwise.models.backbones import create_backbone
+    model = create_model(name, num_classes=10, backbone="efficientnet_lite0", pretrained=True, num_features=32).eval()
+    reference = create_backbone("efficientnet_lite0", pretrained=True).state_dict()
+    assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in reference.items())
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 64, 64))
+    assert out[0]["boxes"].shape[1:] == (4,)
