@@ -107,7 +107,7 @@ def test_a_tiny_detector_overfits_one_batch(tmp_path):
                          backbone_kwargs={"channels": [16, 32, 64, 64], "stem_width": 16})
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(120):
+    for _ in range(60):    # AP50 0.98 from step 40 on (here)
         loss = sum(model(images, targets).values())
         opt.zero_grad()
         loss.backward()
