@@ -50,13 +50,14 @@ def map_authors_keys(state_dict: dict[str, torch.Tensor], source: str = "checkpo
 
     Raises PixelwiseError for a key that no rule covers (e.g. `border_logits`, which pixelwise lacks).
     """
-    rules = _PYRAMID if is_pyramid(state_dict) else _SINGLE_SCALE
+    pyramid = is_pyramid(state_dict)
+    rules = _PYRAMID if pyramid else _SINGLE_SCALE
     lateral = [k for k in state_dict if _PYRAMID_LATERAL.fullmatch(k)]
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         if key in NORMALIZATION:
             continue
-        if is_pyramid(state_dict) and (m := _PYRAMID_LATERAL.fullmatch(key)):
+        if pyramid and (m := _PYRAMID_LATERAL.fullmatch(key)):
             out[f"head.lateral.{len(lateral) - 1 - int(m.group(1))}.weight"] = value
             continue
         for pattern, replacement in rules:
@@ -65,7 +66,7 @@ def map_authors_keys(state_dict: dict[str, torch.Tensor], source: str = "checkpo
                 break
         else:
             raise PixelwiseError(f"{source}: key {key!r} is not part of the SwiftNet authors' "
-                                 f"{'pyramid' if is_pyramid(state_dict) else 'single-scale'} model that "
+                                 f"{'pyramid' if pyramid else 'single-scale'} model that "
                                  f"pixelwise maps; is it a checkpoint of github.com/orsic/swiftnet?")
     return out
 
