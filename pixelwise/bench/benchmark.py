@@ -121,8 +121,7 @@ def _time_pt2e(model: nn.Module, inputs: torch.Tensor, calibration: torch.Tensor
     notes.update(compile_seconds=info["compile_seconds"], quantize_seconds=info["quantize_seconds"])
 
     def step():
-        with torch.no_grad():
-            return int8(inputs)
+        return int8(inputs)  # under inference_mode, as it was compiled
 
     with peak_memory("cpu") as memory:
         timing = time_callable(step, "cpu", warmup=warmup, runs=runs)

@@ -50,11 +50,12 @@ def quantize_x86(model: nn.Module, example: torch.Tensor, calibration: torch.Ten
         converted = convert_pt2e(prepared)
     notes = {"calibration_images": len(calibration), "quantize_seconds": time.perf_counter() - t0,
              "method": "pt2e X86InductorQuantizer (int8 per-channel weights, uint8 activations) + inductor freezing"}
-    compiled = FixedBatch(torch.compile(converted), len(example))
+    # every call under inference_mode: a call under another grad mode than the compiling one recompiles
+    compiled = FixedBatch(torch.compile(converted), len(example), inference_mode=True)
     t0 = time.perf_counter()
     # the first call compiles; freezing set for it only (torch.compile(options=) misses the int8
     # weight prepacking, which then fails on fake tensors)
-    with torch.no_grad(), inductor_options(["freezing"]):
+    with inductor_options(["freezing"]):
         compiled(example)
     notes["compile_seconds"] = time.perf_counter() - t0
     return compiled, notes
@@ -63,13 +64,16 @@ def quantize_x86(model: nn.Module, example: torch.Tensor, calibration: torch.Ten
 class FixedBatch(nn.Module):
     """Runs `model`, which takes batches of exactly `batch` images, on any batch: chunks of `batch`,
     the last one padded with copies of its first image; outputs (tensors or tuples of tensors, batch
-    first) concatenated and cut back."""
+    first) concatenated and cut back. With `inference_mode` every call runs under torch.inference_mode."""
 
-    def __init__(self, model: nn.Module, batch: int):
+    def __init__(self, model: nn.Module, batch: int, inference_mode: bool = False):
         super().__init__()
-        self.model, self.batch = model, batch
+        self.model, self.batch, self.inference_mode = model, batch, inference_mode
 
     def forward(self, x: torch.Tensor):
+        if self.inference_mode and not torch.is_inference_mode_enabled():
+            with torch.inference_mode():
+                return self.forward(x)
         if len(x) == self.batch:
             return self.model(x)
         outs = []
