@@ -38,7 +38,7 @@ from pixelwise.tasks.forecasting import LABELS, METHODS, percent  # noqa: E402
 
 SEGMENTER_SECONDS, FORECASTER_SECONDS = 300, 600
 TARGET_GAP_T3 = 0.5          # share of the copy-last-to-oracle gap closed at t+3; and beat copy-last at t+9
-PROBE_STEPS = (5, 25)        # steps of the two probe runs that time a step
+PROBE_STEPS = (3, 13)        # steps of the two probe runs that time a step
 HORIZONS = (3, 9)
 
 
