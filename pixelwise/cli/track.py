@@ -33,7 +33,7 @@ def add_commands(sub) -> None:
     r.add_argument("--appearance-weight", type=float, default=None,
                    help="weight of the embedding distance in the cost (default 0.5 with --embedding, else 0)")
     r.add_argument("--iou-gate", type=float, default=0.3, help="pairs overlapping less never match (IoU)")
-    r.add_argument("--reid-gate", type=float, default=9.49,
+    r.add_argument("--reid-gate", type=float, default=5.99,
                    help="with --embedding: squared Mahalanobis gate of look-alike pairs that overlap less (0: off)")
     r.add_argument("--min-hits", type=int, default=3, help="matches before a track is reported")
     r.add_argument("--max-age", type=int, default=5, help="frames a track survives without a match")

@@ -4,11 +4,12 @@ Every frame, each track's Kalman filter predicts its box; detections are assigne
 Hungarian algorithm on a cost that fuses motion and appearance,
     cost = (1 - w) (1 - IoU(predicted box, detection)) + w cosine_distance(track feature, detection feature),
 where pairs with IoU below `iou_gate` are never matched; w = `appearance_weight` = 0 is SORT. With
-appearance, `reid_gate` > 0 also admits pairs that do not overlap enough but whose detection lies
-within the track's Kalman gate (squared Mahalanobis distance below `reid_gate`; 9.49 is the 95%
-chi-square quantile with 4 degrees of freedom) and looks like it (cosine distance below
-`max_cosine`): a track that coasted through missed detections or occlusion is found again, as in
-DeepSORT, where IoU alone would start a new one. With
+appearance, `reid_gate` > 0 also admits pairs that do not overlap enough but whose detection centre
+lies within the track's Kalman gate (squared Mahalanobis distance of the centre below `reid_gate`;
+5.99 is the 95% chi-square quantile with 2 degrees of freedom; the box shape is left out, since
+occlusion changes it) and that look alike (cosine distance below `max_cosine`): a track that
+coasted through missed detections or occlusion is found again, as in DeepSORT, where IoU alone
+would start a new one. With
 `low_score` below `high_score`, detections scored in [low_score, high_score) get a second, IoU-only
 matching to the tracks left over (ByteTrack); they never start tracks. A track is reported once it
 has `min_hits` matches (or in the first `min_hits` frames) and only in frames where it is matched;
@@ -38,7 +39,7 @@ class TrackerConfig:
     high_score: float = 0.5
     low_score: float = 0.5         # below high_score: ByteTrack's second stage
     feature_momentum: float = 0.9  # exponential moving average of a track's appearance feature
-    reid_gate: float = 0.0         # > 0 (with appearance): squared Mahalanobis gate of a second way to match
+    reid_gate: float = 0.0         # > 0 (with appearance): squared Mahalanobis gate (centres) of look-alike pairs
     max_cosine: float = 0.3        # cosine distance below which the reid_gate admits a pair
 
     def __post_init__(self):
@@ -114,7 +115,7 @@ class Tracker:
             cosine = 1 - np.stack([t.feature for t in tracks]) @ features.T
             cost = cost + w * cosine
             if self.config.reid_gate > 0:
-                near = np.stack([t.filter.mahalanobis(boxes) for t in tracks]) < self.config.reid_gate
+                near = np.stack([t.filter.mahalanobis(boxes, only_position=True) for t in tracks]) < self.config.reid_gate
                 allowed |= near & (cosine < self.config.max_cosine)
         return np.where(allowed, cost, _NO_MATCH)
 

@@ -44,3 +44,16 @@ def test_prediction_without_updates_keeps_moving_and_grows_uncertain():
     assert np.trace(kf.covariance) > spread
     assert near == pytest.approx(0, abs=1e-9)
     assert kf.mahalanobis(np.array([[200, 200, 210, 220]]))[0] > 9.49
+
+
+def test_position_gate_ignores_the_box_shape():
+    from scipy.spatial.distance import mahalanobis
+    kf = KalmanBoxFilter(np.array([0, 0, 10, 20], float))
+    kf.predict()
+    other_shape = np.array([[-5, 5, 15, 15]], float)   # the same centre (5, 10), twice as wide, half as high
+    assert kf.mahalanobis(other_shape, only_position=True)[0] == pytest.approx(0, abs=1e-12)
+    assert kf.mahalanobis(other_shape)[0] > 9.49
+    s = kf._innovation_covariance()[:2, :2]
+    moved = np.array([[3, 4, 13, 24]], float)          # centre (8, 14)
+    assert kf.mahalanobis(moved, only_position=True)[0] == pytest.approx(
+        mahalanobis([8, 14], [5, 10], np.linalg.inv(s)) ** 2, rel=1e-9)
