@@ -50,3 +50,13 @@ def test_fixed_batch_pads_and_cuts():
     double = FixedBatch(lambda x: (seen.append(len(x)), 2 * x)[1], 4)
     x = torch.arange(10.0).view(10, 1)
     assert torch.equal(double(x), 2 * x) and seen == [4, 4, 4]
+
+
+def test_bench_int8_pt2e_backend_and_int8_peak():
+    from pixelwise.bench.benchmark import benchmark
+    from pixelwise.bench.measure import count_flops
+    peak = {"gflops": 50.0, "n": 0, "dtype": "int8", "repeats": 0, "measurable": True}
+    r = benchmark(TinySegmenter(), (2, 3, 16, 16), precision="int8", int8_backend="pt2e", runs=2, warmup=1, peak=peak)
+    assert r["backend"].startswith("pytorch pt2e") and r["notes"]["compile_seconds"] > 0
+    assert r["flops"] == count_flops(TinySegmenter(), torch.rand(2, 3, 16, 16))["flops"]
+    assert r["fraction_of_peak"] == pytest.approx(r["achieved_gflops"] / 50.0)
