@@ -105,6 +105,17 @@ def embed_detections(embedder: nn.Module, frames: torch.Tensor, detections: list
     return list(np.split(flat, np.cumsum(counts)[:-1])) if counts else []
 
 
+def usable(detections: list[dict], min_score: float) -> list[dict]:
+    """Per frame, the detections scoring at least `min_score` whose boxes are not empty (zero width or
+    height: no motion state), so that the embedding describes no more crops than the tracker sees."""
+    out = []
+    for d in detections:
+        size = d["boxes"][:, 2:] - d["boxes"][:, :2]
+        keep = (d["scores"] >= min_score) & (size > 0).all(1)
+        out.append({k: v[keep] for k, v in d.items()})
+    return out
+
+
 def associate(detections: list[dict], config: TrackerConfig, features: list[np.ndarray] | None = None) -> np.ndarray:
     """MOT rows (N, 9) of the tracks an online Tracker builds from per-frame detections (frames from 1):
     each reported track's matched detection box, score and label. Detections scoring below
@@ -143,6 +154,7 @@ def track_sequence(frames: torch.Tensor, detector: nn.Module | None = None, embe
         seconds["detect"] = time.perf_counter() - tick
     if len(detections) != len(frames):
         raise PixelwiseError(f"track_sequence: {len(detections)} frames of detections for {len(frames)} frames")
+    detections = usable(detections, config.low_score)
     features = None
     if config.appearance_weight > 0:
         if embedder is None:
