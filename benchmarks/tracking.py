@@ -152,9 +152,9 @@ def tune(sequences: list[dict], source: str, byte: bool) -> dict[str, tuple[Trac
     best = {"SORT": best_of(sequences, source, sort)}
     base = best["SORT"][0]
     appearance = [replace(base, appearance_weight=w, reid_gate=r, max_cosine=c, max_age=a)
-                  for w, r, c, a in itertools.product((0.3, 0.6), (0.0, 5.99, 30.0, 100.0), (0.2, 0.4, 0.6),
+                  for w, r, c, a in itertools.product((0.3, 0.6), (0.0, 5.99, 30.0, 100.0), (0.3, 0.5),
                                                       sorted({base.max_age, 2 * base.max_age}))
-                  if r > 0 or c == 0.2]
+                  if r > 0 or c == 0.3]
     best["motion + appearance"] = best_of(sequences, source, appearance)
     if byte:
         base = best["motion + appearance"][0]
