@@ -77,7 +77,9 @@ def test_int8_peak_times_the_exact_integer_product():
     b = torch.randint(-128, 128, (64, 64), generator=torch.Generator().manual_seed(1), dtype=torch.int8)
     exact = a.long() @ b.long()
     assert torch.equal(torch._int_mm(a, b).long(), exact)
-    assert matmul_peak("cpu", torch.int8, n=64, repeats=1)["measurable"]
+    peak = matmul_peak("cpu", torch.int8, n=64, repeats=1)
+    assert peak["measurable"] and set(peak["by_method"]) == {"torch._int_mm", "onnxruntime MatMulInteger"}
+    assert peak["gflops"] == max(m[64] for m in peak["by_method"].values())
 
 
 def test_matmul_peak_names_a_bad_dtype():
