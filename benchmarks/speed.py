@@ -70,11 +70,11 @@ PEAK_PRECISIONS = ("fp32", "bf16", "int8")
 def model_list(quick: bool, seg_size: str | None = None) -> list[tuple[str, dict, tuple[int, int, int, int]]]:
     """(registry name, kwargs, input shape) of the models in the table."""
     seg = (1, 3, *map(int, seg_size.split("x"))) if seg_size else (1, 3, 256, 512) if quick else (1, 3, 1024, 2048)
-    # the long SwiftNet run last, so that a shared lock's short window still yields the rest
-    return [("cnn", {}, (64, 1, 28, 28)),
+    # SwiftNet first: the targets are its rows; results are written after each model
+    return [("swiftnet_rn18", {"num_classes": 19}, seg),
+            ("cnn", {}, (64, 1, 28, 28)),
             ("resnet_small", {}, (64, 1, 28, 28)),
-            ("efficientnet_lite0", {"pretrained": False}, (1, 3, 224, 224)),
-            ("swiftnet_rn18", {"num_classes": 19}, seg)]
+            ("efficientnet_lite0", {"pretrained": False}, (1, 3, 224, 224))]
 
 
 def configs_for(name: str, args) -> dict:
@@ -391,18 +391,21 @@ def main() -> None:
     with num_threads(args.threads):
         peaks = {p: [matmul_peak(device, p, sizes=sizes, repeats=3)] for p in PEAK_PRECISIONS}
         rows, accuracy = [], []
-        if not args.no_accuracy:
-            print("accuracy section", flush=True)
-            accuracy = [precision_accuracy(args)]
-        for name, kwargs, shape in model_list(args.quick, args.seg_size):
+        for i, (name, kwargs, shape) in enumerate(model_list(args.quick, args.seg_size)):
             if args.models and name not in args.models:
                 continue
-            print(f"{name} {shape}", flush=True)
+            print(f"{name} {shape} at {time.time() - started:.0f} s", flush=True)
             rows += bench_model(name, kwargs, shape, device, args)
+            if i == 0 and not args.no_accuracy:
+                print(f"accuracy section at {time.time() - started:.0f} s", flush=True)
+                accuracy = [precision_accuracy(args)]
             partial = _summary(rows, peaks, device, args, partial=True)
-            _write({**partial, "accuracy": accuracy}, Path(args.out))  # survives an interruption
+            _write({**partial, "accuracy": accuracy, "targets": targets(partial | {"accuracy": accuracy})},
+                   Path(args.out))  # survives an interruption
+        if not accuracy and not args.no_accuracy:
+            accuracy = [precision_accuracy(args)]
         if not args.no_train:
-            print("training steps", flush=True)
+            print(f"training steps at {time.time() - started:.0f} s", flush=True)
             rows += bench_training(args)
         for p in PEAK_PRECISIONS:
             peaks[p].append(matmul_peak(device, p, sizes=sizes, repeats=3))
