@@ -30,7 +30,7 @@ from pixelwise.bench.export import export_onnx, onnx_parity, onnx_session, run_o
 from pixelwise.bench.label_path import SegmentationLabels
 from pixelwise.bench.measure import (FLOP_CONVENTION, count_flops, count_parameters, device_name, matmul_peak,
                                      time_interleaved)
-from pixelwise.bench.optimize import inference_step
+from pixelwise.bench.optimize import fold_batchnorm, inference_step
 from pixelwise.bench.quantize import calibration_images, compare_accuracy, quantize_onnx
 from pixelwise.bench.quantize_pt2e import quantize_x86
 from pixelwise.files import write_json
@@ -90,6 +90,9 @@ def configs_for(name: str, args) -> dict:
 def make_step(model, inputs, kind: str, switches: list, precision: str, method: str | None, cache: dict, notes: dict):
     """A zero-argument function running one configuration; ONNX and int8 models are built once per model."""
     if method is not None:
+        if "fold_bn" in switches:  # on the logits' model: folding checks outputs, and labels of near-ties flip
+            model, pairs = fold_batchnorm(model, inputs[:1, :, :128, :128])
+            switches, notes["folded_bn"] = [s for s in switches if s != "fold_bn"], len(pairs)
         model = SegmentationLabels(model, method)
     if kind == "torch":
         step, info = inference_step(model, inputs, switches, precision)
@@ -202,7 +205,7 @@ def precision_accuracy(args) -> dict:
 
     from torch.utils.data import Subset
 
-    from pixelwise.bench.optimize import CastInputs, fold_batchnorm, inductor_options
+    from pixelwise.bench.optimize import CastInputs, inductor_options
     from pixelwise.tasks import get_task
 
     if args.fs_run:
