@@ -146,20 +146,20 @@ def tune(sequences: list[dict], source: str, byte: bool) -> dict[str, tuple[Trac
     """The best HOTA settings on `sequences` of SORT (IoU gate, max_age, min_hits, score threshold), then of motion +
     appearance from SORT's best (appearance weight, re-identification gate and cosine bound, max_age),
     then of ByteTrack's score thresholds on top of that."""
-    scores = (0.3, 0.5) if source == "learned" else (0.5,)   # ground-truth boxes all score 1
+    scores = (0.2, 0.3, 0.5) if source == "learned" else (0.5,)   # ground-truth boxes all score 1
     sort = [TrackerConfig(iou_gate=g, max_age=a, min_hits=h, high_score=s, low_score=s)
             for g, a, h, s in itertools.product((0.1, 0.2, 0.3), (3, 10, 20), (1, 3), scores)]
     best = {"SORT": best_of(sequences, source, sort)}
     base = best["SORT"][0]
     appearance = [replace(base, appearance_weight=w, reid_gate=r, max_cosine=c, max_age=a)
-                  for w, r, c, a in itertools.product((0.3, 0.6), (0.0, 5.99, 30.0, 100.0), (0.3, 0.5),
+                  for w, r, c, a in itertools.product((0.15, 0.3, 0.6), (0.0, 5.99, 30.0, 100.0), (0.3, 0.5),
                                                       sorted({base.max_age, 2 * base.max_age}))
                   if r > 0 or c == 0.3]
     best["motion + appearance"] = best_of(sequences, source, appearance)
     if byte:
         base = best["motion + appearance"][0]
         configs = [replace(base, high_score=hs, low_score=ls)
-                   for hs, ls in itertools.product((0.4, 0.5, 0.6), (0.1, 0.2, 0.3))]
+                   for hs, ls in itertools.product((0.3, 0.4, 0.5), (0.1, 0.2))]
         best["motion + appearance + ByteTrack"] = best_of(sequences, source, configs)
     for name, (config, hota) in best.items():
         print(f"tuned {name} on {source}: HOTA {hota:.4f} with {asdict(config)}", flush=True)

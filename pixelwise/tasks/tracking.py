@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+from torchvision.ops import nms
 
 from pixelwise.data.folders import IMAGE_SUFFIXES, read_image
 from pixelwise.data.fs_identities import crop_boxes
@@ -25,6 +26,7 @@ from pixelwise.errors import PixelwiseError
 from pixelwise.files import write_json
 from pixelwise.tracking.tracker import Tracker, TrackerConfig
 
+NMS_IOU = 0.8   # class-agnostic suppression of a detector's duplicate boxes (crossing objects overlap less)
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -105,13 +107,21 @@ def embed_detections(embedder: nn.Module, frames: torch.Tensor, detections: list
     return list(np.split(flat, np.cumsum(counts)[:-1])) if counts else []
 
 
-def usable(detections: list[dict], min_score: float) -> list[dict]:
+def usable(detections: list[dict], min_score: float, nms_iou: float | None = NMS_IOU) -> list[dict]:
     """Per frame, the detections scoring at least `min_score` whose boxes are not empty (zero width or
-    height: no motion state), so that the embedding describes no more crops than the tracker sees."""
+    height: no motion state), after class-agnostic non-maximum suppression at `nms_iou` (None: none).
+
+    A detector that scores each class apart (CenterNet's per-class peaks) gives one object several
+    boxes, one per likely class; a tracker would start a track for each. Only what the tracker can
+    see is kept, so the embedding describes no more crops than needed."""
     out = []
     for d in detections:
         size = d["boxes"][:, 2:] - d["boxes"][:, :2]
-        keep = (d["scores"] >= min_score) & (size > 0).all(1)
+        keep = np.nonzero((d["scores"] >= min_score) & (size > 0).all(1))[0]
+        if nms_iou is not None and len(keep):
+            kept = nms(torch.as_tensor(d["boxes"][keep], dtype=torch.float64),
+                       torch.as_tensor(d["scores"][keep], dtype=torch.float64), nms_iou)
+            keep = keep[np.sort(kept.numpy())]
         out.append({k: v[keep] for k, v in d.items()})
     return out
 
@@ -136,13 +146,14 @@ def associate(detections: list[dict], config: TrackerConfig, features: list[np.n
 
 def track_sequence(frames: torch.Tensor, detector: nn.Module | None = None, embedder: nn.Module | None = None,
                    config: TrackerConfig | None = None, detections: list[dict] | None = None,
-                   crop_size: int = 32) -> dict:
+                   crop_size: int = 32, nms_iou: float | None = NMS_IOU) -> dict:
     """Track the objects of frames (T, 3, H, W) float in [0, 1].
 
     Detections come from `detections` (per frame 'boxes' (K, 4) xyxy px, 'scores' (K,), optional
     'labels') or from `detector`; appearance features from `embedder` (needed when
-    config.appearance_weight > 0) on crops of `crop_size`. Returns 'rows' (N, 9) MOT rows, and
-    'seconds': time spent detecting, embedding and associating.
+    config.appearance_weight > 0) on crops of `crop_size`. Detections below config.low_score, empty
+    ones and duplicates (class-agnostic NMS at `nms_iou`) are left out first (`usable`). Returns
+    'rows' (N, 9) MOT rows, and 'seconds': time spent detecting, embedding and associating.
     """
     config = config or TrackerConfig()
     seconds = {"detect": 0.0, "embed": 0.0, "associate": 0.0}
@@ -154,7 +165,7 @@ def track_sequence(frames: torch.Tensor, detector: nn.Module | None = None, embe
         seconds["detect"] = time.perf_counter() - tick
     if len(detections) != len(frames):
         raise PixelwiseError(f"track_sequence: {len(detections)} frames of detections for {len(frames)} frames")
-    detections = usable(detections, config.low_score)
+    detections = usable(detections, config.low_score, nms_iou)
     features = None
     if config.appearance_weight > 0:
         if embedder is None:
@@ -170,7 +181,7 @@ def track_sequence(frames: torch.Tensor, detector: nn.Module | None = None, embe
 
 def track_files(source: str | Path, detector: str | Path, out_dir: str | Path, embedding: str | Path | None = None,
                 config: TrackerConfig | None = None, video: str = "gif", scale: int | None = None,
-                device: str = "auto") -> dict:
+                nms_iou: float | None = NMS_IOU, device: str = "auto") -> dict:
     """`pixelwise track`: tracks of a folder of frames or a video file, written to out_dir as
     tracks.txt (MOTChallenge: frame, id, left, top, width, height, score, class, -1) and tracks.gif
     or tracks.mp4 (`video`), boxes coloured by id. Without `embedding`, appearance_weight must be 0 (SORT).
@@ -192,7 +203,7 @@ def track_files(source: str | Path, detector: str | Path, out_dir: str | Path, e
     if embedding is not None and config.appearance_weight > 0:
         embedder, emb_config = load_task_run(embedding, "embedding", "--embedding", dev)
         crop_size = int(emb_config["train_config"]["data"].get("crop_size", 32))
-    result = track_sequence(frames, det_model, embedder, config, crop_size=crop_size)
+    result = track_sequence(frames, det_model, embedder, config, crop_size=crop_size, nms_iou=nms_iou)
     rows = result["rows"]
     mot = write_mot(out_dir / "tracks.txt", rows)
     scale = scale or max(1, -(-384 // max(frames.shape[2:])))

@@ -145,3 +145,13 @@ def test_associate_leaves_out_empty_boxes_and_low_scores():
         rows = associate(frames, config, feats)
         assert rows[:, 0].tolist() == [1, 2, 3, 4] and (rows[:, 1] == 1).all() and (rows[:, 7] == 3).all()
         assert np.allclose(rows[:, 2:6], [[10 + 2 * t, 10 + 2 * t, 10, 20] for t in range(4)])
+
+
+def test_usable_detections_drop_duplicates_across_classes():
+    from pixelwise.tasks.tracking import usable
+    frame = {"boxes": np.array([[0, 0, 10, 10], [0, 0, 10, 10], [1, 0, 11, 10], [5, 0, 15, 10], [3, 3, 3, 8]], float),
+             "scores": np.array([0.3, 0.6, 0.5, 0.4, 0.9]), "labels": np.array([1, 2, 3, 4, 5])}
+    # IoU([0, 0, 10, 10], [1, 0, 11, 10]) = 9 / 11 > 0.8; with [5, 0, 15, 10] only 1 / 3; [3, 3, 3, 8] is empty.
+    kept = usable([frame], 0.35)[0]
+    assert kept["labels"].tolist() == [2, 4] and kept["scores"].tolist() == [0.6, 0.4]
+    assert usable([frame], 0.0, nms_iou=None)[0]["labels"].tolist() == [1, 2, 3, 4]
