@@ -9,16 +9,18 @@ test sequences, with ground-truth boxes (association alone) and with a learned d
    seconds here (two probe runs time a step), and measures its retrieval rank-1 / mAP on the test
    identities. `--embedding RUN` uses a trained run instead.
 2. Detections: ground-truth boxes (score 1) and, when `--detector RUN` (default runs/bench_detection, the
-   detection issue's benchmark run) exists, the detector's boxes on every frame.
+   detection issue's benchmark run) exists, the detector's boxes on every frame (scores >= 0.1,
+   class-agnostic NMS at IoU 0.8 against its per-class duplicates: pixelwise.tasks.tracking.usable).
 3. Tunes each tracker on `--tune` TRAIN sequences from 540 on (never the test ones, nor those the
-   embedding learned from, 0-539): SORT (IoU + Kalman,
-   appearance weight 0) over the IoU gate, max_age and min_hits; motion + appearance also over the
-   appearance weight and its re-identification gate; ByteTrack over the score thresholds. The best
-   HOTA wins, separately for ground-truth boxes and learned detections.
-4. Scores the tuned trackers on the 100 test sequences: HOTA, DetA, AssA, IDF1, MOTA, ID switches (TrackEval's
-   definitions, pixelwise.metrics.tracking), ID switches on the crossing sequences (those with twins),
-   association frames per second (detections and features given) and end-to-end frames per second
-   (detector + embedding + association, 2 threads).
+   embedding learned from): SORT (IoU + Kalman, appearance weight 0) over the IoU gate, max_age,
+   min_hits and the score threshold; motion + appearance from SORT's best over the appearance weight,
+   its re-identification gate and max_age; ByteTrack over the score thresholds. The best HOTA wins,
+   separately for ground-truth boxes and learned detections. A ceiling row replaces the embedding
+   by oracle identity features (one-hot of the ground-truth track a detection overlaps), tuned alike.
+4. Scores the tuned trackers on the 100 test sequences: HOTA, DetA, AssA, IDF1, MOTA, ID switches
+   (TrackEval's definitions, pixelwise.metrics.tracking), ID switches on the crossing sequences (those
+   with twins), association frames per second (detections and features given) and end-to-end frames
+   per second (detector + embedding + association, 2 threads).
 
 Writes results/tracking.{md,json} and results/tracking_crossing.{gif,png} (one crossing sequence, SORT
 against motion + appearance).
@@ -48,7 +50,7 @@ from pixelwise.files import write_json  # noqa: E402
 from pixelwise.metrics.tracking import tracking_metrics  # noqa: E402
 from pixelwise.tasks import load_run, train  # noqa: E402
 from pixelwise.tasks.tracking import associate, detect, embed_detections, usable  # noqa: E402
-from pixelwise.tracking.tracker import TrackerConfig  # noqa: E402
+from pixelwise.tracking.tracker import TrackerConfig, iou_xyxy  # noqa: E402
 
 BUDGET = 300
 MIN_SCORE = 0.1             # the lowest detection score any tuned tracker sees (ByteTrack's low stage)
@@ -56,6 +58,7 @@ EMBEDDING_SEQUENCES = 540   # the embedding learns from train sequences 0-539; t
 PROBE_STEPS = (10, 40)
 TARGET_POINTS = 5.0
 KEYS = ("HOTA", "DetA", "AssA", "IDF1", "MOTA", "IDSW")
+ORACLE = "motion + oracle identity features (ceiling)"
 
 
 def steps_within(config: Path, overrides: list[str], budget: float) -> tuple[int, float]:
@@ -142,14 +145,15 @@ def best_of(sequences: list[dict], source: str, configs: list[TrackerConfig]) ->
     return configs[-k], hota
 
 
-def tune(sequences: list[dict], source: str, byte: bool) -> dict[str, tuple[TrackerConfig, float]]:
+def tune(sequences: list[dict], source: str, byte: bool,
+         sort: tuple[TrackerConfig, float] | None = None) -> dict[str, tuple[TrackerConfig, float]]:
     """The best HOTA settings on `sequences` of SORT (IoU gate, max_age, min_hits, score threshold), then of motion +
     appearance from SORT's best (appearance weight, re-identification gate and cosine bound, max_age),
-    then of ByteTrack's score thresholds on top of that."""
+    then of ByteTrack's score thresholds on top of that. `sort`: SORT's tuned settings, when known."""
     scores = (0.2, 0.3, 0.5) if source == "learned" else (0.5,)   # ground-truth boxes all score 1
-    sort = [TrackerConfig(iou_gate=g, max_age=a, min_hits=h, high_score=s, low_score=s)
+    grid = [TrackerConfig(iou_gate=g, max_age=a, min_hits=h, high_score=s, low_score=s)
             for g, a, h, s in itertools.product((0.1, 0.2, 0.3), (3, 10, 20), (1, 3), scores)]
-    best = {"SORT": best_of(sequences, source, sort)}
+    best = {"SORT": sort or best_of(sequences, source, grid)}
     base = best["SORT"][0]
     appearance = [replace(base, appearance_weight=w, reid_gate=r, max_cosine=c, max_age=a)
                   for w, r, c, a in itertools.product((0.15, 0.3, 0.6), (0.0, 5.99, 30.0, 100.0), (0.3, 0.5),
@@ -164,6 +168,26 @@ def tune(sequences: list[dict], source: str, byte: bool) -> dict[str, tuple[Trac
     for name, (config, hota) in best.items():
         print(f"tuned {name} on {source}: HOTA {hota:.4f} with {asdict(config)}", flush=True)
     return best
+
+
+def with_oracle_features(sequences: list[dict], source: str) -> None:
+    """Add source + '_oracle': its detections with perfect identity features, a one-hot vector of the
+    ground-truth track a detection overlaps by IoU >= 0.5 (random unit vectors for the others): the
+    ceiling of what any appearance embedding can add to this association (it even tells twins apart)."""
+    rng = np.random.default_rng(0)
+    for s in sequences:
+        d = s["sources"][source]
+        features = []
+        for t, found in enumerate(d["detections"]):
+            ids, gt_boxes = mot_frame_boxes(s["gt"], t + 1)
+            f = rng.normal(0, 1, (len(found["boxes"]), 16))
+            f[:, :6] *= 0.01   # ids 1-6 are the first six dimensions
+            if len(gt_boxes) and len(found["boxes"]):
+                iou = iou_xyxy(found["boxes"], gt_boxes)
+                hit = iou.max(1) >= 0.5
+                f[hit] = np.eye(16)[ids[iou[hit].argmax(1)] - 1]
+            features.append(f / np.linalg.norm(f, axis=1, keepdims=True))
+        s["sources"][source + "_oracle"] = {**d, "features": features, "embed_seconds": 0.0}
 
 
 def write_crossing_pictures(dataset: FSVideo, test: list[dict], rows: dict, out: Path, source: str,
@@ -243,13 +267,17 @@ def main() -> None:
     test_seqs = prepare(test_set, range(n_test), detector, embedder, crop_size)
     sources = ["gt"] + (["learned"] if detector is not None else [])
     results, settings, rows = {}, {}, {}
+    for seqs in (tune_seqs, test_seqs):   # the ceiling of appearance, with the headline detections
+        with_oracle_features(seqs, sources[-1])
     for source in sources:
         best = tune(tune_seqs, source, byte=source == "learned")
+        if source == sources[-1]:
+            best[ORACLE] = tune(tune_seqs, source + "_oracle", byte=False, sort=best["SORT"])["motion + appearance"]
         label = "ground-truth boxes" if source == "gt" else "learned detections"
         results[label], settings[label] = {}, {}
         rows[source] = {}
         for name, (config, train_hota) in best.items():
-            m = evaluate(test_seqs, source, config)
+            m = evaluate(test_seqs, source + "_oracle" if name == ORACLE else source, config)
             rows[source][name] = m.pop("preds")
             results[label][name] = m
             settings[label][name] = {**asdict(config), "train_HOTA": train_hota}
