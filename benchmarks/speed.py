@@ -82,7 +82,7 @@ def configs_for(name: str, args) -> dict:
     for label in list(configs):
         kind, switches = configs[label][:2]
         if (args.no_compile and (kind == "pt2e" or "compile" in switches or "freezing" in switches)) \
-                or (args.quick and label in QUICK_SKIP):
+                or (args.quick and label in QUICK_SKIP) or any(part in label for part in args.skip):
             configs.pop(label)
     return configs
 
@@ -371,6 +371,8 @@ def main() -> None:
     p.add_argument("--no-compile", action="store_true", help="leave out torch.compile and pt2e int8")
     p.add_argument("--no-accuracy", action="store_true", help="leave out the accuracy section")
     p.add_argument("--no-train", action="store_true", help="leave out the training-step rows")
+    p.add_argument("--skip", nargs="*", default=[], metavar="TEXT",
+                   help="leave out the configurations whose label contains TEXT (e.g. max-autotune)")
     p.add_argument("--seg-size", default=None, metavar="HxW", help="SwiftNet's input (default 1024x2048, quick 256x512)")
     p.add_argument("--fs-run", default=None, help="a trained FashionScenes SwiftNet run folder for the mIoU change")
     p.add_argument("--accuracy-only", action="store_true",
