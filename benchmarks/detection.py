@@ -6,8 +6,10 @@ FCOS on the same backbone, trained with the same budget in the same run, with th
 
 Each config (configs/swiftnet_det_fs_det.yaml, configs/fcos_fs_det.yaml: half-width ResNet-18 from
 scratch, Adam, cosine schedule, 2 CPU threads) trains on the 4000 FS-Det train scenes for as many
-steps as fit the budget (600 s) on this machine: two short probe runs of the same recipe time a step
-(benchmarks/segmentation.py `steps_within`), the schedule spans the steps that run. Both are then
+steps as fit the budget (600 s) on this machine: a probe run of the same recipe times a step by the
+median of its step times (`steps_for_budget`; on a shared machine the difference of two probe runs,
+benchmarks/segmentation.py's `steps_within`, swings with other people's load), and the schedule spans
+the steps that run. Both are then
 evaluated on the 1000 test scenes with the COCO protocol (pixelwise.metrics.detection.coco_map, equal
 to pycocotools): AP@[.5:.95], AP50, AP75, AR@100, and timed end to end (boxes out, batch 1, one
 128x128 scene, median of interleaved rounds, fp32). The oracle row scores the ground-truth boxes
@@ -17,7 +19,9 @@ process CPU seconds / 2 (the machine is shared; wall time overstates the cost un
 Writes results/detection.{md,json}, results/detection_per_class.png, results/detection_examples.png and
 each model's COCO report (tables, precision-recall curves) under results/detection/. Our detector's run
 folder stays at runs/bench_detection (the tracking benchmark loads it), FCOS's at runs/bench_detection_fcos.
-Overrides after the options apply to both configs, e.g. `optim.lr=1e-3`.
+Overrides after the options apply to both configs, e.g. `optim.lr=1e-3`. `--train ours` retrains only
+our detector and takes FCOS's run folder and training figures as an earlier run left them
+(results/detection.json).
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ from pixelwise.tasks import get_task, load_run, train  # noqa: E402
 from pixelwise.tasks.detection import write_detection_report  # noqa: E402
 from pixelwise.viz.detections import draw_detections  # noqa: E402
 from pixelwise.viz.figures import plt, save_figure  # noqa: E402
-from segmentation import PROBE_STEPS, cpu_seconds, steps_within  # noqa: E402  (benchmarks/segmentation.py)
+from segmentation import cpu_seconds  # noqa: E402  (benchmarks/segmentation.py)
 
 BUDGET_SECONDS = 600
 MODELS = {   # key: (label, config, run folder)
@@ -50,6 +54,19 @@ MODELS = {   # key: (label, config, run folder)
 }
 METRICS = (("ap", "AP"), ("ap50", "AP50"), ("ap75", "AP75"), ("ar100", "AR@100"))
 EXAMPLE_SCORE = 0.3
+PROBE_STEPS, PROBE_SKIP = 60, 5    # probe run length; its first steps (warm-up) are not timed
+
+
+def steps_for_budget(config: Path, overrides: list[str], budget: float) -> tuple[int, float]:
+    """Training steps of the recipe that fit `budget` seconds here, and the seconds per step: the median
+    wall time of a step (loading its batch included) over a probe run of PROBE_STEPS steps, which
+    transient load from other processes moves far less than it moves a difference of two runs' times."""
+    summary = train(load_config(config, [*overrides, f"max_steps={PROBE_STEPS}"]), progress=False, overwrite=True)
+    log = [json.loads(line) for line in (Path(summary["run_dir"]) / "train_log.jsonl").read_text().splitlines()]
+    batch = load_config(config, overrides).batch_size
+    times = sorted(batch / r["images_per_second"] for r in log if "images_per_second" in r and r["step"] > PROBE_SKIP)
+    per_step = times[len(times) // 2]
+    return max(1, int(budget / per_step)), per_step
 
 
 def train_one(config: Path, run_dir: Path, quick: bool, extra: list[str], budget: float) -> dict:
@@ -60,9 +77,9 @@ def train_one(config: Path, run_dir: Path, quick: bool, extra: list[str], budget
         overrides += ["data.train_limit=64", "data.canvas_size=64", "max_steps=4", "batch_size=8"]
     probe = None
     if budget and not quick:
-        steps, per_step = steps_within(config, [*overrides, f"out_dir={run_dir}_probe"], budget)
+        steps, per_step = steps_for_budget(config, [*overrides, f"out_dir={run_dir}_probe"], budget)
         overrides.append(f"max_steps={steps}")
-        probe = {"steps": list(PROBE_STEPS), "seconds_per_step": per_step, "steps_within_budget": steps}
+        probe = {"steps": PROBE_STEPS, "median_seconds_per_step": per_step, "steps_within_budget": steps}
         print(json.dumps({"config": config.name, "probe": probe}), flush=True)
     cfg = load_config(config, overrides)
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
@@ -118,12 +135,24 @@ def plot_examples(models: dict, dataset: FSDet, path: Path, n: int = 6) -> Path:
     return save_figure(fig, path)
 
 
-def run(quick: bool, out: Path, extra: list[str], budget: float = BUDGET_SECONDS) -> dict:
+def run(quick: bool, out: Path, extra: list[str], budget: float = BUDGET_SECONDS,
+        train_only: list[str] | None = None) -> dict:
     torch.set_num_threads(2)
     suffix = "_quick" if quick else ""
     task = get_task("detection")
-    trained = {key: train_one(config, ROOT / "runs" / (folder + suffix), quick, extra, budget)
-               for key, (_, config, folder) in MODELS.items()}
+    earlier = out / "detection.json"
+    trained = {}
+    for key, (_, config, folder) in MODELS.items():
+        if train_only is None or key in train_only:
+            trained[key] = train_one(config, ROOT / "runs" / (folder + suffix), quick, extra, budget)
+        else:   # as an earlier run of this benchmark trained it
+            if not earlier.is_file():
+                raise SystemExit(f"--train {','.join(train_only)}: {earlier} holds no earlier run to take {key} from")
+            row = json.loads(earlier.read_text())["rows"][key]
+            trained[key] = {k: row[k] for k in ("config", "overrides", "model", "model_kwargs", "steps", "batch_size",
+                                                "precision", "probe", "train_wall_seconds",
+                                                "train_cpu_seconds_per_thread")}
+            trained[key]["from_earlier_run"] = True
     models, rows = {}, {}
     for key, (label, config, folder) in MODELS.items():
         model, _ = load_run(ROOT / "runs" / (folder + suffix))
@@ -170,6 +199,13 @@ def run(quick: bool, out: Path, extra: list[str], budget: float = BUDGET_SECONDS
                        f"{r['train_wall_seconds']:.0f} | {r['train_cpu_seconds_per_thread']:.0f} |")
     lines.append("| ground-truth boxes (oracle) | " + " | ".join(f"{truth[k]:.4f}" for k, _ in METRICS)
                  + " | - | - | - | - | - |")
+    for r in rows.values():
+        if r.get("probe"):
+            p = r["probe"]
+            per_step = p.get("median_seconds_per_step") or p.get("seconds_per_step")
+            how = "median step time of a probe run" if "median_seconds_per_step" in p else "difference of two probe runs"
+            lines.append(f"- {r['label']}: {r['steps']} steps from {per_step:.3f} s per step ({how})"
+                         + ("; trained by an earlier run of this benchmark" if r.get("from_earlier_run") else "") + ".")
     lines += ["", f"Ours minus FCOS: {result['ours_minus_fcos_ap']:+.4f} AP "
               f"({'ahead' if result['meets_target'] else 'behind'}; target: ahead).",
               "Latency: " + result["latency"] + ". Per-class AP: detection_per_class.png; precision-recall "
@@ -185,9 +221,12 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "results"))
     p.add_argument("--budget", type=float, default=BUDGET_SECONDS,
                    help="seconds of training per detector: as many steps as fit here (0: the configs' epochs)")
+    p.add_argument("--train", default=None,
+                   help=f"comma-separated models to train ({', '.join(MODELS)}; default all); the others are "
+                        "taken from their run folders and the earlier results in --out")
     p.add_argument("overrides", nargs="*", help="key=value overrides for both configs, e.g. optim.lr=1e-3")
     args = p.parse_args()
-    run(args.quick, Path(args.out), args.overrides, args.budget)
+    run(args.quick, Path(args.out), args.overrides, args.budget, args.train.split(",") if args.train else None)
 
 
 if __name__ == "__main__":
