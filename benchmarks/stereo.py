@@ -176,7 +176,7 @@ def run(config: Path, quick: bool, out: Path, extra: list[str], budget: float, t
               + ", ".join(f"{r['test_set']} {r['sgbm_density']:.3f}" for r in rows if r["method"] == "sgbm") + ").",
               f"Figures over valid pixels ('noc': not occluded in the right view); D1: error > 3 px and > 5%; depth "
               f"abs-rel over pixels whose true depth is <= {DEPTH_CAP:g} m, predictions clipped to it. The learned "
-              "model is timed in fp32.", "", f"Per-figure tables of the learned model: {figure.name} shows examples.",
+              "model is timed in fp32.", "", f"Examples: {figure.name} (left view, truth, learned, SGBM, their errors).",
               "", "## Learned model, clean test pairs", "", *stereo_table(rows[0]), ""]
     (out / "stereo.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
