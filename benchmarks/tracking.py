@@ -6,7 +6,7 @@ test sequences, with ground-truth boxes (association alone) and with a learned d
 
 1. Trains the appearance embedding (configs/embedding_fs_video.yaml: a narrow ResNet on 32 x 32 crops of
    the garment identities of train sequences 0-539, CosFace) for as many steps as fit `--budget`
-   seconds here (two probe runs time a step), and measures its retrieval rank-1 / mAP on the test
+   seconds here (the median step of a probe run), and measures its retrieval rank-1 / mAP on the test
    identities. `--embedding RUN` uses a trained run instead.
 2. Detections: ground-truth boxes (score 1) and, when `--detector RUN` (default runs/bench_detection, the
    detection issue's benchmark run) exists, the detector's boxes on every frame (scores >= 0.1,
@@ -46,7 +46,7 @@ from pixelwise.config import load_config  # noqa: E402
 from pixelwise.data.fs_identities import twin_tracks  # noqa: E402
 from pixelwise.data.fs_video import FSVideo, frame_targets  # noqa: E402
 from pixelwise.data.mot import mot_frame_boxes, sequence_to_mot  # noqa: E402
-from pixelwise.files import write_json  # noqa: E402
+from pixelwise.files import read_jsonl, write_json  # noqa: E402
 from pixelwise.metrics.tracking import tracking_metrics  # noqa: E402
 from pixelwise.tasks import load_run, train  # noqa: E402
 from pixelwise.tasks.tracking import associate, detect, embed_detections, usable  # noqa: E402
@@ -55,19 +55,21 @@ from pixelwise.tracking.tracker import TrackerConfig, iou_xyxy  # noqa: E402
 BUDGET = 300
 MIN_SCORE = 0.1             # the lowest detection score any tuned tracker sees (ByteTrack's low stage)
 EMBEDDING_SEQUENCES = 540   # the embedding learns from train sequences 0-539; trackers are tuned on 540-599
-PROBE_STEPS = (10, 40)
+PROBE_STEPS = 25
 TARGET_POINTS = 5.0
 KEYS = ("HOTA", "DetA", "AssA", "IDF1", "MOTA", "IDSW")
 ORACLE = "motion + oracle identity features (ceiling)"
 
 
 def steps_within(config: Path, overrides: list[str], budget: float) -> tuple[int, float]:
-    """Training steps of the recipe that fit `budget` seconds here, and the seconds per step (two probes)."""
-    short, long = (train(load_config(config, [*overrides, f"max_steps={n}"]), progress=False,
-                         overwrite=True)["train_seconds"] for n in PROBE_STEPS)
-    per_step = (long - short) / (PROBE_STEPS[1] - PROBE_STEPS[0])
-    start_up = max(0.0, short - PROBE_STEPS[0] * per_step)
-    return max(1, int((budget - start_up) / per_step)), per_step
+    """Training steps of the recipe that fit `budget` seconds here, and the seconds per step: the median
+    step of one probe run of PROBE_STEPS steps (its step log; the first step, which warms up, left out).
+    A median over one run swings less with other people's load than the difference of two runs."""
+    cfg = load_config(config, [*overrides, f"max_steps={PROBE_STEPS}"])
+    train(cfg, progress=False, overwrite=True)
+    steps = [r for r in read_jsonl(cfg.run_dir / "train_log.jsonl") if not r.get("eval")][1:]
+    per_step = float(np.median([cfg.batch_size / r["images_per_second"] for r in steps]))
+    return max(1, int(budget / per_step)), per_step
 
 
 def train_embedding(quick: bool, budget: float) -> tuple[Path, dict]:
@@ -80,7 +82,7 @@ def train_embedding(quick: bool, budget: float) -> tuple[Path, dict]:
     if not quick and budget:
         steps, per_step = steps_within(config, [*overrides, f"out_dir={run_dir}_probe", "data.test_limit=1"], budget)
         overrides.append(f"max_steps={steps}")
-        probe = {"steps": list(PROBE_STEPS), "seconds_per_step": per_step, "steps_within_budget": steps}
+        probe = {"steps": PROBE_STEPS, "median_seconds_per_step": per_step, "steps_within_budget": steps}
         print(json.dumps({"probe": probe}), flush=True)
     summary = train(load_config(config, overrides), progress=sys.stderr.isatty(), overwrite=True)
     return run_dir, {"run": str(run_dir.relative_to(ROOT)), "steps": summary["step"], "precision": summary["precision"],
