@@ -256,10 +256,10 @@ def main() -> None:
     detector, det_info = None, None
     if (Path(args.detector) / "model.safetensors").is_file():
         detector, det_config = load_run(args.detector)
-        det_info = {"run": args.detector, "model": det_config["model"]}
-        trained = Path(args.detector) / "summary.json"
-        if trained.is_file():
-            det_info["ap"] = json.loads(trained.read_text()).get("test", {}).get("ap", float("nan"))
+        # Its AP is in results/detection.md: the run's own summary scores only its data.test_limit images.
+        det_info = {"run": str(Path(args.detector).resolve().relative_to(ROOT)) if Path(args.detector).resolve()
+                    .is_relative_to(ROOT) else args.detector, "model": det_config["model"],
+                    "steps": json.loads((Path(args.detector) / "summary.json").read_text())["step"]}
     else:
         print(f"no detector run at {args.detector}: ground-truth boxes only", flush=True)
     n_test, n_tune = (6, 6) if args.quick else (100, min(args.tune, 600 - EMBEDDING_SEQUENCES))
@@ -302,8 +302,9 @@ def main() -> None:
 
 def markdown(r: dict) -> str:
     emb, det, gain = r["embedding"], r["detector"], r["gain_points"]
-    detector = f"{det['run']} ({det['model']}, test AP {det.get('ap', float('nan')):.3f})" if det else \
-        "none (ground-truth boxes only)"
+    ap = f"COCO AP {det['ap']:.3f} ({det['ap_source']})" if det and "ap" in det else "its AP: results/detection.md"
+    detector = f"{det['run']} ({det['model']}, {det['steps']} training steps; {ap})" if det \
+        else "none (ground-truth boxes only)"
     lines = [f"# FS-Track{' (quick)' if r['quick'] else ''}", "",
              f"{r['test_sequences']} FS-Video test sequences; trackers tuned on train sequences "
              f"{r['tune_sequences'][0]}-{r['tune_sequences'][1]}; CPU: {r['device']}, {r['threads']} threads.",
