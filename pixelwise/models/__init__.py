@@ -4,10 +4,7 @@ from pixelwise.models.registry import (ModelInfo, create_model, list_models, mod
 
 # Importing a family's module registers its models.
 from pixelwise.models import classifiers, ladder, pretrained, swiftnet, transfer  # noqa: F401,E402
-from pixelwise.models import centernet, fcos  # noqa: F401,E402
-from pixelwise.models import embedding  # noqa: F401,E402
-from pixelwise.models import stereo  # noqa: F401,E402
-from pixelwise.models import forecast  # noqa: F401,E402
+from pixelwise.models import centernet, embedding, fcos, forecast, stereo  # noqa: F401,E402
 
 __all__ = ["ModelInfo", "create_model", "list_models", "model_factory", "model_info", "model_task",
            "register_model"]
