@@ -22,12 +22,12 @@ def cmd_predict(args) -> int:
 
 
 def add_commands(sub) -> None:
-    r = sub.add_parser("predict", help="classify (or segment) image files")
+    r = sub.add_parser("predict", help="what a trained run sees in image files: classes, segments, boxes, disparity, ...")
     r.add_argument("images", nargs="+", help="image files")
     r.add_argument("--checkpoint", default=None, help="run folder written by `pixelwise train`")
     r.add_argument("--model", default=None, help="a pretrained model name, e.g. efficientnet_lite0")
     r.add_argument("--topk", type=int, default=5)
-    r.add_argument("--out", default="predictions", help="folder for overlays (segmentation)")
+    r.add_argument("--out", default="predictions", help="folder for the pictures (overlays, boxes, disparity maps)")
     add_device_option(r)
     add_tta_options(r)
     r.set_defaults(func=cmd_predict)
