@@ -402,6 +402,7 @@ def main() -> None:
             print(f"{name} {shape} at {time.time() - started:.0f} s", flush=True)
             rows += bench_model(name, kwargs, shape, device, args)
             if i == 0 and not args.no_accuracy:
+                _write(_summary(rows, peaks, device, args, partial=True), Path(args.out))  # before the long part
                 print(f"accuracy section at {time.time() - started:.0f} s", flush=True)
                 accuracy = [precision_accuracy(args)]
             partial = _summary(rows, peaks, device, args, partial=True)
