@@ -87,7 +87,7 @@ class Segmentation(Task):
         """A run on generated scenes takes its canvas; anything else the registered size (1024x2048)."""
         c, h, w = super().example_input(config, model_name, size, channels)
         data = (config or {}).get("train_config", {}).get("data", {})
-        if size is None and data.get("name") in ("fashion_scenes", "fs_ood"):
+        if size is None and data.get("name") in ("fashion_scenes", "fs_ood", "fs_forecast"):
             h = w = data["canvas_size"]
         return c, h, w
 
