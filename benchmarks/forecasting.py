@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import sys
 import time
@@ -35,6 +34,7 @@ from pixelwise.bench.measure import device_name  # noqa: E402
 from pixelwise.config import load_config  # noqa: E402
 from pixelwise.tasks import train  # noqa: E402
 from pixelwise.tasks.forecasting import LABELS, METHODS, percent  # noqa: E402
+from segmentation import cpu_seconds, steps_within  # noqa: E402  (benchmarks/segmentation.py)
 
 SEGMENTER_SECONDS, FORECASTER_SECONDS = 300, 600
 TARGET_GAP_T3 = 0.5          # share of the copy-last-to-oracle gap closed at t+3; and beat copy-last at t+9
@@ -42,27 +42,13 @@ PROBE_STEPS = (3, 13)        # steps of the two probe runs that time a step
 HORIZONS = (3, 9)
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def steps_within(config: Path, overrides: list[str], budget: float) -> tuple[int, float]:
-    """Training steps of the recipe that fit `budget` seconds here, and the seconds per step (two probe runs;
-    their difference times the steps without the start-up, which is taken off the budget)."""
-    short, long = (train(load_config(config, [*overrides, f"max_steps={n}", "data.test_limit=1"]), progress=False,
-                         overwrite=True)["train_seconds"] for n in PROBE_STEPS)
-    per_step = (long - short) / (PROBE_STEPS[1] - PROBE_STEPS[0])
-    start_up = max(0.0, short - PROBE_STEPS[0] * per_step)
-    return max(1, int((budget - start_up) / per_step)), per_step
-
-
 def train_within(config: Path, overrides: list[str], budget: float | None, run_dir: Path) -> dict:
     """Train `config` into run_dir for the steps that fit `budget` (None: as the overrides say); the summary
     with wall and CPU seconds and the probe."""
     probe = None
     if budget:
-        steps, per_step = steps_within(config, [*overrides, f"out_dir={run_dir}_probe"], budget)
+        steps, per_step = steps_within(config, [*overrides, f"out_dir={run_dir}_probe", "data.test_limit=1"],
+                                       budget, PROBE_STEPS)
         shutil.rmtree(f"{run_dir}_probe", ignore_errors=True)
         overrides = [*overrides, f"max_steps={steps}"]
         probe = {"steps": list(PROBE_STEPS), "seconds_per_step": per_step, "steps_within_budget": steps}

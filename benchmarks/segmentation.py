@@ -51,16 +51,17 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def steps_within(config: Path, overrides: list[str], budget: float) -> tuple[int, float]:
+def steps_within(config: Path, overrides: list[str], budget: float,
+                 probe_steps: tuple[int, int] = PROBE_STEPS) -> tuple[int, float]:
     """Training steps of the recipe that fit `budget` seconds here, and the seconds per step.
 
-    Two probe runs of PROBE_STEPS[0] and PROBE_STEPS[1] steps: their difference times the steps alone,
+    Two probe runs of probe_steps[0] and probe_steps[1] steps: their difference times the steps alone,
     without the start-up that one run pays once (first passes, loader start), which is then taken off
     the budget."""
     short, long = (train(load_config(config, [*overrides, f"max_steps={n}"]), progress=False,
-                         overwrite=True)["train_seconds"] for n in PROBE_STEPS)
-    seconds_per_step = (long - short) / (PROBE_STEPS[1] - PROBE_STEPS[0])
-    start_up = max(0.0, short - PROBE_STEPS[0] * seconds_per_step)
+                         overwrite=True)["train_seconds"] for n in probe_steps)
+    seconds_per_step = (long - short) / (probe_steps[1] - probe_steps[0])
+    start_up = max(0.0, short - probe_steps[0] * seconds_per_step)
     return max(1, int((budget - start_up) / seconds_per_step)), seconds_per_step
 
 
