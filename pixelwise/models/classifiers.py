@@ -71,6 +71,17 @@ class BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
 
 
+def residual_stages(widths: Sequence[int], depths: Sequence[int]) -> tuple[nn.Sequential, int]:
+    """depths[i] BasicBlocks of widths[i] channels per stage, the first of each stage after the first at
+    stride 2, on an input of widths[0] channels; (the blocks, their output channels)."""
+    blocks, cin = [], widths[0]
+    for i, (w, d) in enumerate(zip(widths, depths)):
+        for j in range(d):
+            blocks.append(BasicBlock(cin, w, stride=2 if (i > 0 and j == 0) else 1))
+            cin = w
+    return nn.Sequential(*blocks), cin
+
+
 class SmallResNet(nn.Module):
     """A ResNet adapted to small images: a 3x3 stem without pooling, stages of BasicBlocks.
 
@@ -84,12 +95,7 @@ class SmallResNet(nn.Module):
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.stem = conv_bn_relu(in_chans, widths[0])
-        blocks, cin = [], widths[0]
-        for i, (w, d) in enumerate(zip(widths, depths)):
-            for j in range(d):
-                blocks.append(BasicBlock(cin, w, stride=2 if (i > 0 and j == 0) else 1))
-                cin = w
-        self.stages = nn.Sequential(*blocks)
+        self.stages, cin = residual_stages(widths, depths)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
 

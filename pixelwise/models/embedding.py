@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pixelwise.models.classifiers import BasicBlock, conv_bn_relu
+from pixelwise.models.classifiers import conv_bn_relu, residual_stages
 from pixelwise.models.normalize import Normalize
 from pixelwise.models.registry import register_model
 
@@ -49,12 +49,7 @@ class EmbeddingResNet(nn.Module):
         self.scale, self.margin = scale, margin
         self.normalize = Normalize(tuple(mean)[:in_chans], tuple(std)[:in_chans])
         self.stem = conv_bn_relu(in_chans, widths[0], stem_stride)
-        blocks, cin = [], widths[0]
-        for i, (w, d) in enumerate(zip(widths, depths)):
-            for j in range(d):
-                blocks.append(BasicBlock(cin, w, stride=2 if (i > 0 and j == 0) else 1))
-                cin = w
-        self.stages = nn.Sequential(*blocks)
+        self.stages, cin = residual_stages(widths, depths)
         self.project = nn.Sequential(nn.Linear(cin, dim, bias=False), nn.BatchNorm1d(dim))
         self.centres = nn.Parameter(torch.randn(num_classes, dim) / dim ** 0.5) if num_classes else None
 
