@@ -7,8 +7,7 @@ FCOS on the same backbone, trained with the same budget in the same run, with th
 Each config (configs/swiftnet_det_fs_det.yaml, configs/fcos_fs_det.yaml: half-width ResNet-18 from
 scratch, Adam, cosine schedule, 2 CPU threads) trains on the 4000 FS-Det train scenes for as many
 steps as fit the budget (600 s) on this machine: a probe run of the same recipe times a step by the
-median of its step times (`steps_for_budget`; on a shared machine the difference of two probe runs,
-benchmarks/segmentation.py's `steps_within`, swings with other people's load), and the schedule spans
+median of its step times (benchmarks/budget.py, as every training benchmark does), and the schedule spans
 the steps that run. Both are then
 evaluated on the 1000 test scenes with the COCO protocol (pixelwise.metrics.detection.coco_map, equal
 to pycocotools): AP@[.5:.95], AP50, AP75, AR@100, and timed end to end (boxes out, batch 1, one
@@ -45,7 +44,7 @@ from pixelwise.tasks import get_task, load_run, train  # noqa: E402
 from pixelwise.tasks.detection import write_detection_report  # noqa: E402
 from pixelwise.viz.detections import draw_detections  # noqa: E402
 from pixelwise.viz.figures import plt, save_figure  # noqa: E402
-from segmentation import cpu_seconds  # noqa: E402  (benchmarks/segmentation.py)
+from budget import PROBE_STEPS, cpu_seconds, steps_within  # noqa: E402  (benchmarks/budget.py)
 
 BUDGET_SECONDS = 600
 MODELS = {   # key: (label, config, run folder)
@@ -54,19 +53,6 @@ MODELS = {   # key: (label, config, run folder)
 }
 METRICS = (("ap", "AP"), ("ap50", "AP50"), ("ap75", "AP75"), ("ar100", "AR@100"))
 EXAMPLE_SCORE = 0.3
-PROBE_STEPS, PROBE_SKIP = 60, 5    # probe run length; its first steps (warm-up) are not timed
-
-
-def steps_for_budget(config: Path, overrides: list[str], budget: float) -> tuple[int, float]:
-    """Training steps of the recipe that fit `budget` seconds here, and the seconds per step: the median
-    wall time of a step (loading its batch included) over a probe run of PROBE_STEPS steps, which
-    transient load from other processes moves far less than it moves a difference of two runs' times."""
-    summary = train(load_config(config, [*overrides, f"max_steps={PROBE_STEPS}"]), progress=False, overwrite=True)
-    log = [json.loads(line) for line in (Path(summary["run_dir"]) / "train_log.jsonl").read_text().splitlines()]
-    batch = load_config(config, overrides).batch_size
-    times = sorted(batch / r["images_per_second"] for r in log if "images_per_second" in r and r["step"] > PROBE_SKIP)
-    per_step = times[len(times) // 2]
-    return max(1, int(budget / per_step)), per_step
 
 
 def train_one(config: Path, run_dir: Path, quick: bool, extra: list[str], budget: float) -> dict:
@@ -77,7 +63,7 @@ def train_one(config: Path, run_dir: Path, quick: bool, extra: list[str], budget
         overrides += ["data.train_limit=64", "data.canvas_size=64", "max_steps=4", "batch_size=8"]
     probe = None
     if budget and not quick:
-        steps, per_step = steps_for_budget(config, [*overrides, f"out_dir={run_dir}_probe"], budget)
+        steps, per_step = steps_within(config, [*overrides, f"out_dir={run_dir}_probe"], budget)
         overrides.append(f"max_steps={steps}")
         probe = {"steps": PROBE_STEPS, "median_seconds_per_step": per_step, "steps_within_budget": steps}
         print(json.dumps({"config": config.name, "probe": probe}), flush=True)

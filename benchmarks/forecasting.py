@@ -8,7 +8,7 @@ oracle, copy-last, flow warp, F2F and F2F with the cross-entropy term, mIoU and 
    on the frames of the 600 training sequences for as many steps as fit --segmenter-budget (300 s).
 2. F2F (configs/f2f_fs_forecast.yaml) over that frozen model, for as many steps as fit --budget (600 s),
    once with feature regression alone (ce_weight 0) and once with the cross-entropy term (ce_weight 1).
-   Two short probe runs of each recipe time a step (benchmarks/segmentation.py's approach); the
+   The median step of a probe run of each recipe times a step (benchmarks/budget.py); the
    learning-rate schedule spans the steps that run.
 3. Each forecasting run's evaluation: the 100 test clips at t = 20, oracle (the single-frame model on the
    true future frame), copy-last (its segmentation of frame t), flow warp (Farneback between t-3 and t,
@@ -34,11 +34,11 @@ from pixelwise.bench.measure import device_name  # noqa: E402
 from pixelwise.config import load_config  # noqa: E402
 from pixelwise.tasks import train  # noqa: E402
 from pixelwise.tasks.forecasting import LABELS, METHODS, percent  # noqa: E402
-from segmentation import cpu_seconds, steps_within  # noqa: E402  (benchmarks/segmentation.py)
+from budget import cpu_seconds, steps_within  # noqa: E402  (benchmarks/budget.py)
 
 SEGMENTER_SECONDS, FORECASTER_SECONDS = 300, 600
 TARGET_GAP_T3 = 0.5          # share of the copy-last-to-oracle gap closed at t+3; and beat copy-last at t+9
-PROBE_STEPS = (3, 13)        # steps of the two probe runs that time a step
+PROBE_STEPS = 13             # steps of the probe run that times a step (the first 5 warm up)
 HORIZONS = (3, 9)
 
 
@@ -51,7 +51,7 @@ def train_within(config: Path, overrides: list[str], budget: float | None, run_d
                                        budget, PROBE_STEPS)
         shutil.rmtree(f"{run_dir}_probe", ignore_errors=True)
         overrides = [*overrides, f"max_steps={steps}"]
-        probe = {"steps": list(PROBE_STEPS), "seconds_per_step": per_step, "steps_within_budget": steps}
+        probe = {"steps": PROBE_STEPS, "median_seconds_per_step": per_step, "steps_within_budget": steps}
         print(json.dumps({"run": run_dir.name, "probe": probe}), flush=True)
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
     summary = train(load_config(config, [*overrides, f"out_dir={run_dir}"]), progress=sys.stderr.isatty(),

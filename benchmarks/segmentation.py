@@ -5,8 +5,8 @@ mIoU drop on every FS-Shift variant (texture, contrast, noise, blur).
     flock /tmp/pixelwise-bench.lock .venv/bin/python benchmarks/segmentation.py --quick  # smoke run
 
 Trains configs/swiftnet_rn18half_fashion_scenes.yaml (SwiftNet on a half-width ResNet-18; 2 CPU threads)
-on the 4000 train scenes for as many steps as fit the 10-minute budget on this machine (two short probe
-runs of the same recipe time a step; `--budget 0` trains the config's epochs instead; the learning-rate
+on the 4000 train scenes for as many steps as fit the 10-minute budget on this machine (the median
+step of a probe run of the same recipe times a step, benchmarks/budget.py; `--budget 0` trains the config's epochs instead; the learning-rate
 schedule spans the steps that run), then evaluates the 1000 test scenes (whole 128x128 images,
 confusion matrix over all pixels) clean and under each shift: with one pass per image, and with the config's test-time
 augmentation (data.eval_scales, data.eval_flip: probabilities averaged over rescaled and mirrored
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -41,28 +40,9 @@ from pixelwise.data.scenes import SHIFTS, FashionScenes  # noqa: E402
 from pixelwise.engine.inference import evaluate_segmenter, write_segmentation_report  # noqa: E402
 from pixelwise.tasks import train  # noqa: E402
 from pixelwise.tasks import load_run  # noqa: E402
+from budget import PROBE_STEPS, cpu_seconds, steps_within  # noqa: E402  (benchmarks/budget.py)
 
 TARGET_MIOU, TARGET_SECONDS = 0.80, 600
-PROBE_STEPS = (10, 60)   # steps of the two probe runs that time a step
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def steps_within(config: Path, overrides: list[str], budget: float,
-                 probe_steps: tuple[int, int] = PROBE_STEPS) -> tuple[int, float]:
-    """Training steps of the recipe that fit `budget` seconds here, and the seconds per step.
-
-    Two probe runs of probe_steps[0] and probe_steps[1] steps: their difference times the steps alone,
-    without the start-up that one run pays once (first passes, loader start), which is then taken off
-    the budget."""
-    short, long = (train(load_config(config, [*overrides, f"max_steps={n}"]), progress=False,
-                         overwrite=True)["train_seconds"] for n in probe_steps)
-    seconds_per_step = (long - short) / (probe_steps[1] - probe_steps[0])
-    start_up = max(0.0, short - probe_steps[0] * seconds_per_step)
-    return max(1, int((budget - start_up) / seconds_per_step)), seconds_per_step
 
 
 def run(config: Path, quick: bool, out: Path, extra: list[str], budget: float = TARGET_SECONDS) -> dict:
@@ -81,7 +61,7 @@ def run(config: Path, quick: bool, out: Path, extra: list[str], budget: float = 
                              "pass --budget 0 to train a fixed number of steps or epochs")
         steps, seconds_per_step = steps_within(config, [*overrides, f"out_dir={run_dir}_probe"], budget)
         overrides.append(f"max_steps={steps}")
-        probe = {"steps": list(PROBE_STEPS), "seconds_per_step": seconds_per_step}
+        probe = {"steps": PROBE_STEPS, "median_seconds_per_step": seconds_per_step}
         print(json.dumps({"probe": probe, "steps_within_budget": steps}), flush=True)
     cfg = load_config(config, overrides)
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
@@ -134,8 +114,8 @@ def run(config: Path, quick: bool, out: Path, extra: list[str], budget: float = 
     lines = [f"FashionScenes, {cfg.model}, {summary['step']} steps of {cfg.batch_size} ({summary['precision']}, 2 threads): "
              f"training {train_wall:.0f} s wall, {train_cpu:.0f} s CPU per thread "
              f"(target: mIoU >= {TARGET_MIOU} within {TARGET_SECONDS} s)"
-             + (f"; the steps that fit {budget:g} s here, at {probe['seconds_per_step']:.3f} s per step "
-                f"(probe runs of {PROBE_STEPS[0]} and {PROBE_STEPS[1]} steps)." if probe else "."), "",
+             + (f"; the steps that fit {budget:g} s here, at {probe['median_seconds_per_step']:.3f} s per step "
+                f"(the median step of a {PROBE_STEPS}-step probe run)." if probe else "."), "",
              "| test set | mIoU | pixel accuracy | mIoU drop vs FS |"
              + (" mIoU, test-time augmentation | its drop |" if has_tta else ""),
              "| --- | ---: | ---: | ---: |" + (" ---: | ---: |" if has_tta else "")]

@@ -9,7 +9,7 @@ on ResNet-18; torchvision LRASPP and DeepLabV3 on MobileNetV3-Large, adapters in
 segmentation_peer_models.py, `pip install pixelwise[bench]`) is trained by pixelwise's engine with the
 recipe of configs/swiftnet_rn18half_fashion_scenes.yaml (Adam, cosine schedule, augmentation, batch 16,
 bf16 where native, channels-last, 2 threads, random initialization: no ImageNet weights offline) for as
-many steps as fit `--budget` seconds on this machine (probe runs time a step, as in segmentation.py),
+many steps as fit `--budget` seconds on this machine (the median step of a probe run times a step, benchmarks/budget.py),
 in one process, one model after the other. Then: mIoU on the 1000 test scenes (one pass, no test-time
 augmentation), parameters and GMACs at 1024x2048 with 19 classes (FlopCounterMode on the meta device), and
 latency at 1x3x1024x2048 (eager, eval, channels-last, fp32 and bf16 autocast) of all models timed in
@@ -50,7 +50,7 @@ from pixelwise.engine.device import native_bf16  # noqa: E402
 from pixelwise.engine.inference import evaluate_segmenter  # noqa: E402
 from pixelwise.models import create_model  # noqa: E402
 from pixelwise.tasks import load_run, train  # noqa: E402
-from segmentation import cpu_seconds, steps_within  # noqa: E402  (benchmarks/segmentation.py)
+from budget import cpu_seconds, steps_within  # noqa: E402  (benchmarks/budget.py)
 from segmentation_peer_models import register_peers  # noqa: E402
 
 RECIPE = ROOT / "configs" / "swiftnet_rn18half_fashion_scenes.yaml"
@@ -216,7 +216,7 @@ def write(result: dict, out: Path) -> str:
     size = "x".join(map(str, result["latency_input"]))
     lines = [f"FashionScenes, {len(rows)} models trained in one run by pixelwise's engine with the recipe of "
              f"{result['recipe']} ({result['precision']}, 2 threads, {result['device']}), "
-             + (f"{result['budget_seconds']:g} s of training each (the steps that fit here by probe runs)"
+             + (f"{result['budget_seconds']:g} s of training each (the steps that fit here by a probe run)"
                 if result["budget_seconds"] else "a few steps each (quick smoke run)")
              + f"; test mIoU over {result['test_scenes']} test scenes, one pass per image. Parameters, GMACs "
              f"and latency with 19 classes at {size} (latency: median of {result['rounds']} interleaved rounds, "

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from pixelwise.bench.benchmark import num_threads
-from pixelwise.bench.export import export_onnx, onnx_parity, onnx_session, run_onnx
+from pixelwise.bench.export import export_onnx, onnx_parity, onnx_session
 from pixelwise.bench.label_path import SegmentationLabels
 from pixelwise.bench.measure import (FLOP_CONVENTION, count_flops, count_parameters, device_name, matmul_peak,
                                      time_interleaved)

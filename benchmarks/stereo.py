@@ -5,8 +5,8 @@ in the same run, on the clean and the textured test pairs.
     flock /tmp/pixelwise-bench.lock .venv/bin/python benchmarks/stereo.py --quick  # smoke run (seconds)
 
 Trains configs/swiftnet_stereo_fs_stereo.yaml (2 CPU threads) on the clean and the textured training
-pairs together for as many steps as fit the budget on this machine: two probe runs of the recipe time
-a step (their difference removes the start-up), in fp32 and in bf16, and the faster precision trains
+pairs together for as many steps as fit the budget on this machine: the median step of a probe run
+of the recipe times a step (benchmarks/budget.py), in fp32 and in bf16, and the faster precision trains
 (`precision=...` after the options fixes it). Then evaluates both methods on the first --test-limit
 (default all 1000) test pairs of each look: EPE, bad-1/2/3, D1 (> 3 px and > 5%) over all valid and
 over non-occluded pixels, depth abs-rel up to 80 m, and the time per pair (the learned model in fp32,
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import time
@@ -36,23 +35,10 @@ from pixelwise.models.sgbm import StereoSGBM  # noqa: E402
 from pixelwise.tasks import load_run, train  # noqa: E402
 from pixelwise.tasks.stereo import DEPTH_CAP, StereoPairs, evaluate_stereo, stereo_table  # noqa: E402
 from pixelwise.viz.disparity import plot_disparity_strip  # noqa: E402
+from budget import PROBE_STEPS, cpu_seconds, steps_within  # noqa: E402  (benchmarks/budget.py)
 
 TARGET_RATIO, TARGET_SECONDS = 0.5, 600
-PROBE_STEPS = (8, 40)          # steps of the two probe runs that time a step
 LOOKS = ("clean", "textured")
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def seconds_per_step(config: Path, overrides: list[str]) -> tuple[float, float]:
-    """(seconds per training step, start-up seconds) of the recipe, from two probe runs."""
-    short, long = (train(load_config(config, [*overrides, f"max_steps={n}"]), progress=False,
-                         overwrite=True)["train_seconds"] for n in PROBE_STEPS)
-    per_step = (long - short) / (PROBE_STEPS[1] - PROBE_STEPS[0])
-    return per_step, max(0.0, short - PROBE_STEPS[0] * per_step)
 
 
 class SGBMCounting(nn.Module):
@@ -96,13 +82,12 @@ def run(config: Path, quick: bool, out: Path, extra: list[str], budget: float, t
                              "pass --budget 0 to train a fixed number of steps or epochs")
         given = [o.split("=", 1)[1] for o in extra if o.startswith("precision=")]
         for precision in given or ["fp32", "bf16"]:
-            probes[precision] = seconds_per_step(config, [*overrides, f"out_dir={run_dir}_probe",
-                                                          f"precision={precision}"])
-            print(json.dumps({"probe": precision, "seconds_per_step": probes[precision][0],
-                              "start_up_seconds": probes[precision][1]}), flush=True)
-        precision = min(probes, key=lambda p: probes[p][0])
-        per_step, start_up = probes[precision]
-        steps = max(1, int((budget - start_up) / per_step))
+            probes[precision] = steps_within(config, [*overrides, f"out_dir={run_dir}_probe",
+                                                      f"precision={precision}"], budget)
+            print(json.dumps({"probe": precision, "steps_within_budget": probes[precision][0],
+                              "median_seconds_per_step": probes[precision][1]}), flush=True)
+        precision = max(probes, key=lambda p: probes[p][0])
+        steps = probes[precision][0]
         overrides += [f"precision={precision}", f"max_steps={steps}"]
     cfg = load_config(config, overrides)
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
@@ -144,7 +129,8 @@ def run(config: Path, quick: bool, out: Path, extra: list[str], budget: float, t
               "threads": 2, "torch": torch.__version__, "device": device_name("cpu"),
               "precision": summary["precision"], "steps": summary["step"], "batch_size": cfg.batch_size,
               "epochs": epochs, "budget_seconds": budget if probes else None,
-              "probes": {p: {"seconds_per_step": s, "start_up_seconds": u} for p, (s, u) in probes.items()},
+              "probes": {p: {"steps": PROBE_STEPS, "median_seconds_per_step": s, "steps_within_budget": n}
+                         for p, (n, s) in probes.items()},
               "train_wall_seconds": train_wall, "train_cpu_seconds_per_thread": train_cpu,
               "depth_cap_m": DEPTH_CAP, "target": {"d1_noc_ratio_to_sgbm": TARGET_RATIO},
               "d1_noc_ratio_to_sgbm": ratios, "meets_target": all(v <= TARGET_RATIO for v in ratios.values()),
@@ -153,14 +139,14 @@ def run(config: Path, quick: bool, out: Path, extra: list[str], budget: float, t
                        "disp12_max_diff": 1, "mode": "sgbm", "holes": "filled, KITTI background interpolation"},
               "rows": rows, "figure": str(figure.relative_to(ROOT)) if figure.is_relative_to(ROOT) else str(figure)}
     (out / "stereo.json").write_text(json.dumps(result, indent=2) + "\n")
-    probe_text = ", ".join(f"{p} {s:.3f} s per step" for p, (s, _) in probes.items())
+    probe_text = ", ".join(f"{p} {s:.3f} s per step" for p, (_, s) in probes.items())
     lines = [f"# FS-Stereo: learned stereo network vs StereoSGBM ({device_name('cpu')}, 2 threads)", "",
              f"{cfg.model} ({', '.join(f'{k}={v}' for k, v in cfg.model_kwargs.items())}), trained on the "
              f"{' + '.join(cfg.data.train_variants or [cfg.data.variant or 'clean'])} training pairs: "
              f"{summary['step']} steps of {cfg.batch_size} pairs ({epochs:.2f} epochs, {summary['precision']}), "
              f"training {train_wall:.0f} s wall, {train_cpu:.0f} s CPU per thread"
-             + (f"; the steps that fit {budget:g} s here (probe runs of {PROBE_STEPS[0]} and {PROBE_STEPS[1]} "
-                f"steps: {probe_text})." if probes else "."), "",
+             + (f"; the steps that fit {budget:g} s here (median step of a {PROBE_STEPS}-step "
+                f"probe run: {probe_text})." if probes else "."), "",
              "| test set | method | EPE (px) | bad-3 | D1 | EPE noc | bad-3 noc | D1 noc | abs-rel noc "
              f"(<= {DEPTH_CAP:g} m) | ms per pair (batched) | ms per pair (batch 1) |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]

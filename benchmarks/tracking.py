@@ -46,30 +46,19 @@ from pixelwise.config import load_config  # noqa: E402
 from pixelwise.data.fs_identities import twin_tracks  # noqa: E402
 from pixelwise.data.fs_video import FSVideo, frame_targets  # noqa: E402
 from pixelwise.data.mot import mot_frame_boxes, sequence_to_mot  # noqa: E402
-from pixelwise.files import read_jsonl, write_json  # noqa: E402
+from pixelwise.files import write_json  # noqa: E402
 from pixelwise.metrics.tracking import tracking_metrics  # noqa: E402
 from pixelwise.tasks import load_run, train  # noqa: E402
 from pixelwise.tasks.tracking import associate, detect, embed_detections, usable  # noqa: E402
 from pixelwise.tracking.tracker import TrackerConfig, iou_xyxy  # noqa: E402
+from budget import PROBE_STEPS, steps_within  # noqa: E402  (benchmarks/budget.py)
 
 BUDGET = 300
 MIN_SCORE = 0.1             # the lowest detection score any tuned tracker sees (ByteTrack's low stage)
 EMBEDDING_SEQUENCES = 540   # the embedding learns from train sequences 0-539; trackers are tuned on 540-599
-PROBE_STEPS = 25
 TARGET_POINTS = 5.0
 KEYS = ("HOTA", "DetA", "AssA", "IDF1", "MOTA", "IDSW")
 ORACLE = "motion + oracle identity features (ceiling)"
-
-
-def steps_within(config: Path, overrides: list[str], budget: float) -> tuple[int, float]:
-    """Training steps of the recipe that fit `budget` seconds here, and the seconds per step: the median
-    step of one probe run of PROBE_STEPS steps (its step log; the first step, which warms up, left out).
-    A median over one run swings less with other people's load than the difference of two runs."""
-    cfg = load_config(config, [*overrides, f"max_steps={PROBE_STEPS}"])
-    train(cfg, progress=False, overwrite=True)
-    steps = [r for r in read_jsonl(cfg.run_dir / "train_log.jsonl") if not r.get("eval")][1:]
-    per_step = float(np.median([cfg.batch_size / r["images_per_second"] for r in steps]))
-    return max(1, int(budget / per_step)), per_step
 
 
 def train_embedding(quick: bool, budget: float) -> tuple[Path, dict]:
