@@ -1,4 +1,5 @@
-"""Inference speed of SwiftNet-RN18 (1024x2048, 19 classes, batch 1) and the classifiers, per precision.
+"""Inference speed of SwiftNet-RN18 (1024x2048, 19 classes, batch 1), the classifiers and the other
+segmenters (pyramid SwiftNet-RN18, LDN-121: the main path of each precision), per precision.
 
 Every configuration's latency is a ratio to plain fp32 eager (eval mode, torch.no_grad) measured in the
 same run, with all configurations of a model timed in interleaved rounds so that a changing load on a
@@ -59,8 +60,8 @@ CONFIGS = {
                                                                   "bf16", "nearest"),
     "labels nearest (argmax at stride 4), int8 pt2e": ("pt2e", [], "int8", "nearest"),
 }
-# the classifiers get fewer rows (the 25-minute budget of the full run): the main path of each precision
-CLASSIFIER_CONFIGS = (BASELINE, "bf16 autocast+channels_last+fold_bn",
+# the other models get fewer rows (the time of the full run): the main path of each precision
+MAIN_CONFIGS = (BASELINE, "bf16 autocast+channels_last+fold_bn",
                       "bf16 weights compile freezing+channels_last", "int8 pt2e x86 (compile freezing)",
                       "onnxruntime fp32", "onnxruntime int8")
 QUICK_SKIP = ("bf16 weights max-autotune freezing+channels_last",)
@@ -70,15 +71,18 @@ PEAK_PRECISIONS = ("fp32", "bf16", "int8")
 def model_list(quick: bool, seg_size: str | None = None) -> list[tuple[str, dict, tuple[int, int, int, int]]]:
     """(registry name, kwargs, input shape) of the models in the table."""
     seg = (1, 3, *map(int, seg_size.split("x"))) if seg_size else (1, 3, 256, 512) if quick else (1, 3, 1024, 2048)
-    # SwiftNet first: the targets are its rows; results are written after each model
+    # SwiftNet first: the targets are its rows; results are written after each model; the other
+    # segmenters last, as they take longest
     return [("swiftnet_rn18", {"num_classes": 19}, seg),
             ("cnn", {}, (64, 1, 28, 28)),
             ("resnet_small", {}, (64, 1, 28, 28)),
-            ("efficientnet_lite0", {"pretrained": False}, (1, 3, 224, 224))]
+            ("efficientnet_lite0", {"pretrained": False}, (1, 3, 224, 224)),
+            ("swiftnet_pyramid_rn18", {"num_classes": 19}, seg),
+            ("ldn121", {"num_classes": 19}, seg)]
 
 
 def configs_for(name: str, args) -> dict:
-    configs = dict(CONFIGS) if name.startswith("swiftnet") else {k: CONFIGS[k] for k in CLASSIFIER_CONFIGS}
+    configs = dict(CONFIGS) if name == "swiftnet_rn18" else {k: CONFIGS[k] for k in MAIN_CONFIGS}
     for label in list(configs):
         kind, switches = configs[label][:2]
         if (args.no_compile and (kind == "pt2e" or "compile" in switches or "freezing" in switches)) \

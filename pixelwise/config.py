@@ -216,6 +216,9 @@ class TrainConfig(Section):
     # on CPU, a bf16-capable GPU), fp32 elsewhere (pixelwise.engine.train.pick_precision)
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
     channels_last: bool = False                           # NHWC memory format: faster convolutions on CPU
+    # torch.compile (inductor) the training forward and backward; checkpoints and evaluation use the
+    # model uncompiled. Not a resumable change: compiled and eager steps round differently.
+    compile: bool = False
     out_dir: str | None = None                  # default runs/{name}
     checkpoint_every: int = Field(500, ge=1)    # steps between resumable checkpoints
     eval_every_epoch: bool = True

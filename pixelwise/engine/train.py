@@ -147,6 +147,10 @@ def setup(cfg: TrainConfig, task: TaskLike, datasets: tuple | None = None) -> Tr
     if world_size > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:   # the weights stay model's: checkpoints, evaluation and export see no wrapper
+        # fallback_random: dropout and other random ops draw from torch's generator as in eager mode,
+        # so a compiled run makes the same draws as an eager one (inductor's own RNG would not)
+        ddp_model = torch.compile(ddp_model, options={"fallback_random": True})
     return TrainState(cfg=cfg, task=task, device=device, precision=precision, model=model, ddp_model=ddp_model,
                       optimizer=optimizer, scaler=scaler, base_lrs=[g["lr"] for g in optimizer.param_groups],
                       train_ds=train_ds, test_ds=test_ds, classes=classes, steps_per_epoch=steps_per_epoch,
