@@ -66,6 +66,7 @@ MAIN_CONFIGS = (BASELINE, "bf16 autocast+channels_last+fold_bn",
                       "onnxruntime fp32", "onnxruntime int8")
 QUICK_SKIP = ("bf16 weights max-autotune freezing+channels_last",)
 PEAK_PRECISIONS = ("fp32", "bf16", "int8")
+OTHER_SEGMENTERS = ("swiftnet_pyramid_rn18", "ldn121")   # timed last (and after the training rows): the slowest
 
 
 def model_list(quick: bool, seg_size: str | None = None) -> list[tuple[str, dict, tuple[int, int, int, int]]]:
@@ -77,8 +78,7 @@ def model_list(quick: bool, seg_size: str | None = None) -> list[tuple[str, dict
             ("cnn", {}, (64, 1, 28, 28)),
             ("resnet_small", {}, (64, 1, 28, 28)),
             ("efficientnet_lite0", {"pretrained": False}, (1, 3, 224, 224)),
-            ("swiftnet_pyramid_rn18", {"num_classes": 19}, seg),
-            ("ldn121", {"num_classes": 19}, seg)]
+            *((name, {"num_classes": 19}, seg) for name in OTHER_SEGMENTERS)]
 
 
 def configs_for(name: str, args) -> dict:
@@ -399,10 +399,14 @@ def main() -> None:
     sizes = (256, 512) if args.quick else (1024, 2048, 3072, 4096)
     with num_threads(args.threads):
         peaks = {p: [matmul_peak(device, p, sizes=sizes, repeats=3)] for p in PEAK_PRECISIONS}
-        rows, accuracy = [], []
+        rows, accuracy, trained = [], [], args.no_train
         for i, (name, kwargs, shape) in enumerate(model_list(args.quick, args.seg_size)):
             if args.models and name not in args.models:
                 continue
+            if name in OTHER_SEGMENTERS and not trained:  # the training rows before the slowest models
+                print(f"training steps at {time.time() - started:.0f} s", flush=True)
+                rows += bench_training(args)
+                trained = True
             print(f"{name} {shape} at {time.time() - started:.0f} s", flush=True)
             rows += bench_model(name, kwargs, shape, device, args)
             if i == 0 and not args.no_accuracy:
@@ -414,7 +418,7 @@ def main() -> None:
                    Path(args.out))  # survives an interruption
         if not accuracy and not args.no_accuracy:
             accuracy = [precision_accuracy(args)]
-        if not args.no_train:
+        if not trained:
             print(f"training steps at {time.time() - started:.0f} s", flush=True)
             rows += bench_training(args)
         for p in PEAK_PRECISIONS:
