@@ -125,6 +125,7 @@ def latency_summary(times_ms: list[float], warmup: int) -> dict:
 
 PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
 PEAK_SIZES = {"cpu": (1024, 2048, 3072), "cuda": (4096, 8192, 12288)}  # benchmarks/speed.py adds 4096
+ORT_PEAK_OPS = {torch.int8: "MatMulInteger", torch.float32: "MatMul"}   # onnxruntime second opinions on CPU
 
 
 def matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype | str = torch.float32,
@@ -133,9 +134,11 @@ def matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype | str = t
     (n x n) @ (n x n) products over several sizes n.
 
     dtype: a torch dtype or a precision name (fp32, bf16, fp16, int8). int8 multiplies int8 matrices
-    into int32 with `torch._int_mm` (oneDNN's VNNI/AMX kernel, or tensor cores) and, on CPU, also with
-    onnxruntime's MatMulInteger (uint8 x int8, the kernel its int8 models run), keeping the faster of
-    the two at each size; the others `torch.mm`.
+    into int32 with `torch._int_mm` (oneDNN's VNNI/AMX kernel, or tensor cores), the others with
+    `torch.mm`. On CPU, int8 and fp32 are also timed with onnxruntime (MatMulInteger on uint8 x int8;
+    MatMul on float32: the kernels its models run), keeping the faster at each size: torch.mm's BLAS
+    can be far from what the machine does (on an AMD EPYC, 180 GFLOP/s where onnxruntime's fp32 model
+    of SwiftNet ran at 318).
     `n` measures that one size; else `sizes` (default 1024-3072 on CPU, 4096-12288 on CUDA): a single
     size under-measures (a small one is memory-bound, a large one leaves the caches), and a peak that
     under-measures flattens every ratio to it. Returns {"gflops": best GFLOP/s (2 n^3 FLOPs per
@@ -161,42 +164,45 @@ def matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype | str = t
             timing = time_callable(product, device, warmup=1, runs=repeats)
             by_size[size] = 2 * size ** 3 / (timing["min_ms"] * 1e-3) / 1e9
             del a, b
-            if integer and device.type == "cpu":
-                by_method.setdefault("torch._int_mm", {})[size] = by_size[size]
-                ort_gflops = _onnxruntime_int8_gflops(size, repeats)
+            if dtype in ORT_PEAK_OPS and device.type == "cpu":
+                by_method.setdefault(result["method"].split(" (")[0], {})[size] = by_size[size]
+                ort_gflops = _onnxruntime_gflops(size, repeats, integer)
                 if ort_gflops is not None:
-                    by_method.setdefault("onnxruntime MatMulInteger", {})[size] = ort_gflops
+                    by_method.setdefault(f"onnxruntime {ORT_PEAK_OPS[dtype]}", {})[size] = ort_gflops
                     by_size[size] = max(by_size[size], ort_gflops)
     except (RuntimeError, NotImplementedError) as e:  # e.g. no int8 (or fp16) matmul kernel on this device
         return {**result, "gflops": None, "n": None, "by_size": by_size, "measurable": False,
                 "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
     best = max(by_size, key=by_size.get)
-    if by_method:
-        result["method"] = "best of torch._int_mm (int8 x int8 -> int32) and onnxruntime MatMulInteger (uint8 x int8)"
+    if len(by_method) > 1:
+        result["method"] = (f"best of {result['method']} and onnxruntime {ORT_PEAK_OPS[dtype]} "
+                            f"({'uint8 x int8' if integer else name})")
         result["by_method"] = by_method
     return {**result, "gflops": by_size[best], "n": best, "by_size": by_size}
 
 
-def _onnxruntime_int8_gflops(n: int, repeats: int) -> float | None:
-    """GFLOP/s of onnxruntime's MatMulInteger on (n x n) uint8 @ (n x n) int8 with torch's thread count,
-    or None where onnxruntime is missing or fails."""
+def _onnxruntime_gflops(n: int, repeats: int, integer: bool) -> float | None:
+    """GFLOP/s of onnxruntime's MatMulInteger on (n x n) uint8 @ (n x n) int8 (integer) or MatMul on
+    float32 with torch's thread count, or None where onnxruntime is missing or fails."""
     try:
         import numpy as np
         import onnxruntime as ort
         from onnx import TensorProto, helper
+        a_type, b_type, y_type = ((TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32) if integer
+                                  else (TensorProto.FLOAT,) * 3)
         graph = helper.make_graph(
-            [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "matmul_integer",
-            [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
-             helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
-            [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])])
+            [helper.make_node("MatMulInteger" if integer else "MatMul", ["a", "b"], ["y"])], "matmul",
+            [helper.make_tensor_value_info("a", a_type, [n, n]), helper.make_tensor_value_info("b", b_type, [n, n])],
+            [helper.make_tensor_value_info("y", y_type, [n, n])])
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
                                        .SerializeToString(), options, providers=["CPUExecutionProvider"])
         rng = np.random.default_rng(n)
-        feed = {"a": rng.integers(0, 256, (n, n), dtype=np.uint8), "b": rng.integers(-128, 128, (n, n), dtype=np.int8)}
+        feed = ({"a": rng.integers(0, 256, (n, n), dtype=np.uint8), "b": rng.integers(-128, 128, (n, n), dtype=np.int8)}
+                if integer else {k: rng.standard_normal((n, n), dtype=np.float32) for k in "ab"})
         timing = time_callable(lambda: session.run(None, feed), "cpu", warmup=1, runs=repeats)
-    except Exception:  # an optional second opinion: torch._int_mm's figure stands alone without it
+    except Exception:  # an optional second opinion: torch's figure stands alone without it
         return None
     return 2 * n ** 3 / (timing["min_ms"] * 1e-3) / 1e9
 

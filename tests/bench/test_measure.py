@@ -82,6 +82,16 @@ def test_int8_peak_times_the_exact_integer_product():
     assert peak["gflops"] == max(m[64] for m in peak["by_method"].values())
 
 
+def test_fp32_peak_is_the_better_of_torch_and_onnxruntime():
+    # torch.mm's BLAS can under-measure the machine (an AMD EPYC: 180 GFLOP/s, onnxruntime's SwiftNet 318)
+    peak = matmul_peak("cpu", "fp32", repeats=1, sizes=(64, 128))
+    assert set(peak["by_method"]) == {"torch.mm", "onnxruntime MatMul"}
+    for n in (64, 128):
+        assert peak["by_size"][n] == max(m[n] for m in peak["by_method"].values())
+    assert peak["method"] == "best of torch.mm (float32) and onnxruntime MatMul (float32)"
+    assert "by_method" not in matmul_peak("cpu", "bf16", repeats=1, sizes=(64,))   # torch.mm alone
+
+
 def test_matmul_peak_names_a_bad_dtype():
     with pytest.raises(PixelwiseError, match="int4"):
         matmul_peak("cpu", "int4", n=64, repeats=1)
