@@ -39,6 +39,22 @@ def short_overrides(config: Path, out: Path) -> list[str]:
         ["data.canvas_size=64", "data.crop_size=64"] if scenes else [])
 
 
+def prerequisite_overrides(config: Path, out: Path) -> list[str]:
+    """A config whose model starts from another run (model_kwargs.pretrained: runs/NAME, with
+    configs/NAME.yaml here, e.g. F2F over its frozen segmenter): that config's short run is trained first,
+    beside `out`, and the model_kwargs point at it."""
+    import yaml
+    kwargs = dict(yaml.safe_load(config.read_text()).get("model_kwargs") or {})
+    source = kwargs.get("pretrained")
+    if not (isinstance(source, str) and source.startswith("runs/")
+            and (ROOT / "configs" / f"{Path(source).name}.yaml").is_file()):
+        return []
+    first = out.parent / f"{out.name}_needs_{Path(source).name}"
+    run_one(ROOT / "configs" / f"{Path(source).name}.yaml", first)
+    kwargs["pretrained"] = str(first)
+    return [f"model_kwargs={yaml.safe_dump(kwargs, default_flow_style=True).strip()}"]
+
+
 def run_one(config: Path, out: Path) -> dict:
     import pixelwise
     from pixelwise.config import load_config
@@ -48,7 +64,7 @@ def run_one(config: Path, out: Path) -> dict:
         from pixelwise.engine.train import train
         from pixelwise.predict import evaluate_run
         load = load_config
-    cfg = load(config, short_overrides(config, out))
+    cfg = load(config, short_overrides(config, out) + prerequisite_overrides(config, out))
     summary = train(cfg, progress=False)
     evaluated = evaluate_run(out, progress=False, limit=8)["metrics"]
     keep = {k: v for k, v in evaluated.items() if isinstance(v, (int, float)) and k not in ("n",)}
