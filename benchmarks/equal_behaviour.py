@@ -39,23 +39,26 @@ def short_overrides(config: Path, out: Path) -> list[str]:
         ["data.canvas_size=64", "data.crop_size=64"] if scenes else [])
 
 
-def prerequisite_overrides(config: Path, out: Path) -> list[str]:
+def prerequisite_overrides(config: Path, folder: Path, done: dict) -> list[str]:
     """A config whose model starts from another run (model_kwargs.pretrained: runs/NAME, with
-    configs/NAME.yaml here, e.g. F2F over its frozen segmenter): that config's short run is trained first,
-    beside `out`, and the model_kwargs point at it."""
+    configs/NAME.yaml here, e.g. F2F over its frozen segmenter): that config's short run (made once, in
+    `folder`) comes first, and the model_kwargs point at it."""
     import yaml
     kwargs = dict(yaml.safe_load(config.read_text()).get("model_kwargs") or {})
     source = kwargs.get("pretrained")
-    if not (isinstance(source, str) and source.startswith("runs/")
-            and (ROOT / "configs" / f"{Path(source).name}.yaml").is_file()):
+    needed = ROOT / "configs" / f"{Path(str(source)).name}.yaml"
+    if not (isinstance(source, str) and source.startswith("runs/") and needed.is_file()):
         return []
-    first = out.parent / f"{out.name}_needs_{Path(source).name}"
-    run_one(ROOT / "configs" / f"{Path(source).name}.yaml", first)
-    kwargs["pretrained"] = str(first)
+    run_one(needed, folder, done)
+    kwargs["pretrained"] = str(folder / needed.stem)
     return [f"model_kwargs={yaml.safe_dump(kwargs, default_flow_style=True).strip()}"]
 
 
-def run_one(config: Path, out: Path) -> dict:
+def run_one(config: Path, folder: Path, done: dict) -> dict:
+    """The short run of `config` in folder/<its stem>, made once: `done` keeps each config's result."""
+    if config.name in done:
+        return done[config.name]
+    out = folder / config.stem
     import pixelwise
     from pixelwise.config import load_config
     if (Path(pixelwise.__file__).parent / "tasks").is_dir():   # after the tasks refactor
@@ -64,13 +67,14 @@ def run_one(config: Path, out: Path) -> dict:
         from pixelwise.engine.train import train
         from pixelwise.predict import evaluate_run
         load = load_config
-    cfg = load(config, short_overrides(config, out) + prerequisite_overrides(config, out))
+    cfg = load(config, short_overrides(config, out) + prerequisite_overrides(config, folder, done))
     summary = train(cfg, progress=False)
     evaluated = evaluate_run(out, progress=False, limit=8)["metrics"]
     keep = {k: v for k, v in evaluated.items() if isinstance(v, (int, float)) and k not in ("n",)}
-    return {"weights": weights_digest(out / "model.safetensors"), "step": summary["step"],
-            "test": {k: v for k, v in summary["test"].items() if isinstance(v, (int, float))},
-            "eval": keep}
+    done[config.name] = {"weights": weights_digest(out / "model.safetensors"), "step": summary["step"],
+                         "test": {k: v for k, v in summary["test"].items() if isinstance(v, (int, float))},
+                         "eval": keep}
+    return done[config.name]
 
 
 def main() -> int:
@@ -81,10 +85,10 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(1)
     configs = [Path(c) for c in args.configs] if args.configs else sorted((ROOT / "configs").glob("*.yaml"))
-    results = {}
+    results, done = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for config in configs:
-            results[config.name] = run_one(config, Path(tmp) / config.stem)
+            results[config.name] = run_one(config, Path(tmp), done)
             print(config.name, results[config.name]["weights"][:16], results[config.name]["test"], flush=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     if args.compare:

@@ -62,8 +62,8 @@ CONFIGS = {
 }
 # the other models get fewer rows (the time of the full run): the main path of each precision
 MAIN_CONFIGS = (BASELINE, "bf16 autocast+channels_last+fold_bn",
-                      "bf16 weights compile freezing+channels_last", "int8 pt2e x86 (compile freezing)",
-                      "onnxruntime fp32", "onnxruntime int8")
+                "bf16 weights compile freezing+channels_last", "int8 pt2e x86 (compile freezing)",
+                "onnxruntime fp32", "onnxruntime int8")
 QUICK_SKIP = ("bf16 weights max-autotune freezing+channels_last",)
 PEAK_PRECISIONS = ("fp32", "bf16", "int8")
 OTHER_SEGMENTERS = ("swiftnet_pyramid_rn18", "ldn121")   # timed last (and after the training rows): the slowest
@@ -400,13 +400,18 @@ def main() -> None:
     with num_threads(args.threads):
         peaks = {p: [matmul_peak(device, p, sizes=sizes, repeats=3)] for p in PEAK_PRECISIONS}
         rows, accuracy, trained = [], [], args.no_train
+
+        def training_rows() -> list[dict]:
+            nonlocal trained
+            print(f"training steps at {time.time() - started:.0f} s", flush=True)
+            trained = True
+            return bench_training(args)
+
         for i, (name, kwargs, shape) in enumerate(model_list(args.quick, args.seg_size)):
             if args.models and name not in args.models:
                 continue
             if name in OTHER_SEGMENTERS and not trained:  # the training rows before the slowest models
-                print(f"training steps at {time.time() - started:.0f} s", flush=True)
-                rows += bench_training(args)
-                trained = True
+                rows += training_rows()
             print(f"{name} {shape} at {time.time() - started:.0f} s", flush=True)
             rows += bench_model(name, kwargs, shape, device, args)
             if i == 0 and not args.no_accuracy:
@@ -419,8 +424,7 @@ def main() -> None:
         if not accuracy and not args.no_accuracy:
             accuracy = [precision_accuracy(args)]
         if not trained:
-            print(f"training steps at {time.time() - started:.0f} s", flush=True)
-            rows += bench_training(args)
+            rows += training_rows()
         for p in PEAK_PRECISIONS:
             peaks[p].append(matmul_peak(device, p, sizes=sizes, repeats=3))
         result = _summary(rows, peaks, device, args, partial=False)

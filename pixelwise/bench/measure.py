@@ -153,8 +153,9 @@ def matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype | str = t
     sizes = [n] if n else list(sizes or PEAK_SIZES.get(device.type, PEAK_SIZES["cpu"]))
     integer = dtype == torch.int8
     name = str(dtype).replace("torch.", "")
+    torch_op = "torch._int_mm" if integer else "torch.mm"
     result = {"dtype": name, "repeats": repeats, "sizes": sizes, "measurable": True,
-              "method": "torch._int_mm (int8 x int8 -> int32)" if integer else f"torch.mm ({name})"}
+              "method": f"{torch_op} ({'int8 x int8 -> int32' if integer else name})"}
     by_size: dict[int, float] = {}
     by_method: dict[str, dict[int, float]] = {}
     try:
@@ -165,7 +166,7 @@ def matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype | str = t
             by_size[size] = 2 * size ** 3 / (timing["min_ms"] * 1e-3) / 1e9
             del a, b
             if dtype in ORT_PEAK_OPS and device.type == "cpu":
-                by_method.setdefault(result["method"].split(" (")[0], {})[size] = by_size[size]
+                by_method.setdefault(torch_op, {})[size] = by_size[size]
                 ort_gflops = _onnxruntime_gflops(size, repeats, integer)
                 if ort_gflops is not None:
                     by_method.setdefault(f"onnxruntime {ORT_PEAK_OPS[dtype]}", {})[size] = ort_gflops
