@@ -122,7 +122,8 @@ def run(config: Path, quick: bool, out: Path, extra: list[str], budget: float, t
     out.mkdir(parents=True, exist_ok=True)
     figure = plot_disparity_strip(strip, out / "stereo_examples.png",
                                   title="FS-Stereo test pairs (clean, clean, textured, textured): learned vs SGBM")
-    epochs = summary["step"] * cfg.batch_size / (len(LOOKS) * (cfg.data.train_limit or 4000))
+    pairs_per_epoch = len(cfg.data.train_variants or [0]) * (cfg.data.train_limit or 4000)
+    epochs = summary["step"] * cfg.batch_size / pairs_per_epoch
     result = {"protocol": "FS-Stereo" + (" (quick smoke run: 64 px, 3 steps, 6 test pairs)" if quick else ""),
               "config": str(config.relative_to(ROOT)), "overrides": overrides, "model": cfg.model,
               "model_kwargs": cfg.model_kwargs, "train_variants": cfg.data.train_variants,
@@ -143,7 +144,8 @@ def run(config: Path, quick: bool, out: Path, extra: list[str], budget: float, t
     lines = [f"# FS-Stereo: learned stereo network vs StereoSGBM ({device_name('cpu')}, 2 threads)", "",
              f"{cfg.model} ({', '.join(f'{k}={v}' for k, v in cfg.model_kwargs.items())}), trained on the "
              f"{' + '.join(cfg.data.train_variants or [cfg.data.variant or 'clean'])} training pairs: "
-             f"{summary['step']} steps of {cfg.batch_size} pairs ({epochs:.2f} epochs, {summary['precision']}), "
+             f"{summary['step']} steps of {cfg.batch_size} pairs ({epochs:.2f} epochs of the {pairs_per_epoch} "
+             f"pairs, {summary['precision']}), "
              f"training {train_wall:.0f} s wall, {train_cpu:.0f} s CPU per thread"
              + (f"; the steps that fit {budget:g} s here (median step of a {PROBE_STEPS}-step "
                 f"probe run: {probe_text})." if probes else "."), "",
