@@ -72,3 +72,21 @@ def test_segmentation_peers_quick(fake_fmnist, tmp_path):
     assert result["targets"]["judged"]
     assert (tmp_path / "segmentation_peers.png").stat().st_size > 1000
     assert "| SwiftNet, ResNet-18 half width |" in (tmp_path / "segmentation_peers.md").read_text()
+
+
+@pytest.mark.parametrize("scores, chosen, tried", [
+    # mIoU decides; the best (4e-3) lies on the grid's top edge, so 8e-3 is tried and loses
+    ({1e-3: (0.20, 1.0), 2e-3: (0.25, 0.9), 4e-3: (0.27, 0.8), 8e-3: (0.26, 0.7)}, 4e-3, 4),
+    # every rate labels all background (equal mIoU): the lowest cross-entropy decides, 2e-3 is inside
+    ({1e-3: (0.0758, 1.2), 2e-3: (0.0758, 1.1), 4e-3: (0.0758, 1.3)}, 2e-3, 3),
+    # the best on the bottom edge: 5e-4 is tried and wins
+    ({5e-4: (0.31, 0.5), 1e-3: (0.30, 0.6), 2e-3: (0.2, 0.7), 4e-3: (0.1, 0.8)}, 5e-4, 4),
+])
+def test_tuning_breaks_ties_by_loss_and_steps_past_the_grid_edge(monkeypatch, scores, chosen, tried):
+    import segmentation_peers as bench
+    monkeypatch.setattr(bench, "train_run", lambda config, overrides: {})
+    monkeypatch.setattr(bench, "validation_of", lambda run_dir, split, n: dict(
+        zip(("miou", "loss"), scores[float(run_dir.name.split("_lr")[1])])))
+    lr, rows = bench.tune_lr("peer", Path("unused.yaml"), [], steps=5, quick=False)
+    assert lr == pytest.approx(chosen) and len(rows) == tried
+    assert [r["lr"] for r in rows] == sorted(r["lr"] for r in rows)
