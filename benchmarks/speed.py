@@ -18,7 +18,9 @@ else the top-1 change on a Fashion-MNIST CNN trained here).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -135,8 +137,28 @@ def _ort_sessions(model, inputs, folder: Path, cache: dict) -> dict:
     return {"fp32": fp32, "int8": onnx_session(folder / "int8.onnx", threads)}
 
 
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raises TimeoutError in the block after `seconds` (SIGALRM; a compilation that hangs, as inductor's
+    symbolic shape simplification once did for EfficientNet-Lite0, becomes a failed row, not a lost run)."""
+    if not seconds or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise TimeoutError(f"stopped after {seconds:g} s (--prepare-limit)")
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def bench_model(name: str, kwargs: dict, shape, device: torch.device, args) -> list[dict]:
     """One row per configuration of one model; failures (e.g. torch.compile) become rows with an error."""
+    torch._dynamo.reset()  # no compiled state carried over from the previous model
     model = create_model(name, **kwargs).eval().to(device)
     inputs = torch.rand(*shape, generator=torch.Generator().manual_seed(0)).to(device)
     flops = count_flops(model, inputs)["flops"]
@@ -148,7 +170,8 @@ def bench_model(name: str, kwargs: dict, shape, device: torch.device, args) -> l
         print(f"  preparing {label}", flush=True)
         notes[label] = {}
         try:
-            steps[label] = make_step(model, inputs, kind, switches, precision, method, cache, notes[label])
+            with time_limit(args.prepare_limit):
+                steps[label] = make_step(model, inputs, kind, switches, precision, method, cache, notes[label])
         except Exception as e:  # torch.compile can fail on a machine without a working compiler
             rows.append({"config": label, "precision": precision, "error":
                          f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"})
@@ -381,6 +404,9 @@ def main() -> None:
     p.add_argument("--fs-run", default=None, help="a trained FashionScenes SwiftNet run folder for the mIoU change")
     p.add_argument("--accuracy-only", action="store_true",
                    help="only the accuracy section, added to an existing OUT/speed.json")
+    p.add_argument("--prepare-limit", type=float, default=600, metavar="SECONDS",
+                   help="longest preparation (compilation, quantization) of one configuration before it is "
+                        "reported as failed (0: no limit)")
     p.add_argument("--out", default="results")
     args = p.parse_args()
     args.runs = args.runs or (3 if args.quick else 10)
