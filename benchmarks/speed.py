@@ -404,7 +404,7 @@ def main() -> None:
     p.add_argument("--fs-run", default=None, help="a trained FashionScenes SwiftNet run folder for the mIoU change")
     p.add_argument("--accuracy-only", action="store_true",
                    help="only the accuracy section, added to an existing OUT/speed.json")
-    p.add_argument("--prepare-limit", type=float, default=600, metavar="SECONDS",
+    p.add_argument("--prepare-limit", type=float, default=300, metavar="SECONDS",
                    help="longest preparation (compilation, quantization) of one configuration before it is "
                         "reported as failed (0: no limit)")
     p.add_argument("--out", default="results")
