@@ -168,8 +168,8 @@ def train_and_test(key: str, budget: float, tune_budget: float, tune: str, quick
     run_dir = folder / key
     row.update(train_run(config, [*base, f"out_dir={run_dir}", f"optim.lr={lr}", f"max_steps={steps}"]))
     t0 = time.perf_counter()
-    row.update(test_miou=validation_of(run_dir, "test", 16 if quick else None)["miou"], run_dir=str(run_dir.relative_to(ROOT)),
-               eval_seconds=time.perf_counter() - t0)
+    row.update(test_miou=validation_of(run_dir, "test", 16 if quick else None)["miou"],
+               run_dir=str(run_dir.relative_to(ROOT)), eval_seconds=time.perf_counter() - t0)
     print(json.dumps({k: v for k, v in row.items() if k != "lr_tuning"}), flush=True)
     return row
 

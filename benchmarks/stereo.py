@@ -122,7 +122,7 @@ def run(config: Path, quick: bool, out: Path, extra: list[str], budget: float, t
     out.mkdir(parents=True, exist_ok=True)
     figure = plot_disparity_strip(strip, out / "stereo_examples.png",
                                   title="FS-Stereo test pairs (clean, clean, textured, textured): learned vs SGBM")
-    pairs_per_epoch = len(cfg.data.train_variants or [0]) * (cfg.data.train_limit or 4000)
+    pairs_per_epoch = len(cfg.data.train_variants or [cfg.data.variant]) * (cfg.data.train_limit or 4000)
     epochs = summary["step"] * cfg.batch_size / pairs_per_epoch
     result = {"protocol": "FS-Stereo" + (" (quick smoke run: 64 px, 3 steps, 6 test pairs)" if quick else ""),
               "config": str(config.relative_to(ROOT)), "overrides": overrides, "model": cfg.model,
